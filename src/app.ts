@@ -1,0 +1,86 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import sensible from '@fastify/sensible';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { adminRoutes } from './admin/routes.ts';
+import { createKeyAuth } from './auth/key-auth.ts';
+import type { Config } from './config.ts';
+import type { Database } from './db/client.ts';
+import { errorsPlugin, sendError, toApiError } from './http/errors.ts';
+import { healthRoutes } from './http/health.ts';
+import { openapiPlugin } from './http/openapi.ts';
+import { v1Routes } from './v1/routes.ts';
+
+export interface AppDeps {
+  config: Config;
+  database: Database;
+  /** A ready logger (the process's), or `false` for none (tests); default: one made from config. */
+  logger?: FastifyBaseLogger | false;
+}
+
+/** A client's `x-request-id` is kept only when it is short and plain, so logs cannot be forged through it. */
+const SANE_REQUEST_ID = /^[A-Za-z0-9._:@/-]{1,128}$/;
+
+function requestId(req: IncomingMessage): string {
+  const sent = req.headers['x-request-id'];
+  return typeof sent === 'string' && SANE_REQUEST_ID.test(sent) ? sent : randomUUID();
+}
+
+/** A hop count becomes proxy-addr's function form, which fastify's types accept. */
+function trustProxy(value: Config['trustProxy']) {
+  return typeof value === 'number' ? (_addr: string, hop: number) => hop < value : value;
+}
+
+export function loggerOptions(config: Config) {
+  return {
+    level: config.logLevel,
+    // Keys and cookies never reach the log, whatever a serializer or a child logger adds.
+    redact: {
+      paths: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]', 'headers.authorization'],
+      censor: '[redacted]',
+    },
+    ...(config.logPretty ? { transport: { target: 'pino-pretty' } } : {}),
+  };
+}
+
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const { config, database } = deps;
+  const app = Fastify({
+    ...(deps.logger === undefined
+      ? { logger: loggerOptions(config) }
+      : deps.logger === false
+        ? { logger: false }
+        : { loggerInstance: deps.logger }),
+    genReqId: requestId,
+    logController: new LogController({ requestIdLogLabel: 'request_id' }),
+    bodyLimit: config.bodyLimit,
+    trustProxy: trustProxy(config.trustProxy),
+    // Answers to a bad URL go through the same envelope as every other error.
+    frameworkErrors: (err, _req, reply) => sendError(reply, toApiError(err)),
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+  }).withTypeProvider<ZodTypeProvider>();
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+  });
+
+  const keyAuth = createKeyAuth({
+    db: database.db,
+    ttlMs: config.keyCacheTtlMs,
+    flushMs: config.lastUsedFlushMs,
+    onFlushError: (err) => app.log.warn({ err }, 'could not record API key last use'),
+  });
+  app.addHook('onClose', async () => keyAuth.close());
+
+  await app.register(sensible);
+  await app.register(errorsPlugin);
+  await app.register(openapiPlugin);
+  await app.register(healthRoutes, { database });
+  await app.register(v1Routes, { prefix: '/v1', keyAuth });
+  await app.register(adminRoutes, { prefix: '/admin/v1', db: database.db, adminToken: config.adminToken, keyAuth });
+  return app;
+}

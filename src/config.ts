@@ -1,0 +1,146 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+/**
+ * The one place that reads process.env (DESIGN.md: "One config object").
+ * Every setting is validated here; a bad value stops the process with a
+ * message that names the setting.
+ */
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const boolFromEnv = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'], {
+    error: 'must be one of true, false, 1, 0, yes, no, on, off',
+  })
+  .transform((v) => ['true', '1', 'yes', 'on'].includes(v));
+
+const intFromEnv = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, { error: 'must be a whole number' })
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+
+/** `true`/`false`, a hop count, or a comma-separated list of addresses/CIDRs (fastify's trustProxy forms). */
+const trustProxyFromEnv = z.string().transform((raw, ctx): boolean | number | string[] => {
+  const v = raw.trim().toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(v)) return true;
+  if (['false', '0', 'no', 'off', ''].includes(v)) return false;
+  if (/^\d+$/.test(v)) return Number(v);
+  const list = v.split(',').map((s) => s.trim()).filter(Boolean);
+  const bad = list.find((s) => !/^[0-9a-f.:]+(\/\d{1,3})?$/.test(s));
+  if (bad !== undefined) {
+    ctx.addIssue({ code: 'custom', message: `"${bad}" is not an address or CIDR (use true, false, a hop count, or a comma-separated list)` });
+    return z.NEVER;
+  }
+  return list;
+});
+
+const envSchema = z.object({
+  PORT: intFromEnv(0, 65535).default(8080),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, { error: 'must be a postgres:// or postgresql:// URL' })
+    .optional(),
+  EUGPT_DATA_DIR: z.string().min(1).default('./data'),
+  EUGPT_DB_POOL_MAX: intFromEnv(1, 1000).default(10),
+  LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
+  EUGPT_ADMIN_TOKEN: z
+    .string()
+    .min(16, { error: 'must be at least 16 characters (use e.g. `openssl rand -hex 32`)' })
+    .optional(),
+  EUGPT_BODY_LIMIT: intFromEnv(1024, 256 * 1024 * 1024).default(2 * 1024 * 1024),
+  EUGPT_TRUST_PROXY: trustProxyFromEnv.default(false),
+  EUGPT_SHUTDOWN_GRACE_MS: intFromEnv(0, 600_000).default(10_000),
+  EUGPT_KEY_CACHE_TTL_MS: intFromEnv(0, 2_000).default(1_000),
+  EUGPT_LAST_USED_FLUSH_MS: intFromEnv(100, 3_600_000).default(30_000),
+  EUGPT_CONFIG: z.string().min(1).optional(),
+  EUGPT_LOG_PRETTY: boolFromEnv.default(false),
+});
+
+/** The optional config file. Later capabilities (providers, models, plans) add their sections here. */
+const fileSchema = z.strictObject({});
+
+export type FileConfig = z.infer<typeof fileSchema>;
+
+export interface Config {
+  port: number;
+  host: string;
+  /** Absent: the embedded PGlite database in `dataDir`. */
+  databaseUrl: string | undefined;
+  dataDir: string;
+  dbPoolMax: number;
+  logLevel: (typeof LOG_LEVELS)[number];
+  logPretty: boolean;
+  /** Absent: the admin API answers 401 saying how to enable it. */
+  adminToken: string | undefined;
+  bodyLimit: number;
+  trustProxy: boolean | number | string[];
+  shutdownGraceMs: number;
+  /** How long a key look-up is trusted before the database is asked again; bounds revocation delay. */
+  keyCacheTtlMs: number;
+  lastUsedFlushMs: number;
+  configFile: string | undefined;
+  file: FileConfig;
+}
+
+function describe(prefix: string, error: z.ZodError): string {
+  return error.issues
+    .map((issue) => {
+      const where = issue.path.length > 0 ? issue.path.join('.') : '(root)';
+      return `${prefix}${where}: ${issue.message}`;
+    })
+    .join('\n');
+}
+
+export function loadFileConfig(path: string): FileConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`EUGPT_CONFIG: cannot read ${path}: ${(err as Error).message}`);
+  }
+  let data: unknown;
+  try {
+    data = parseYaml(text) ?? {};
+  } catch (err) {
+    throw new ConfigError(`EUGPT_CONFIG: ${path} is not valid YAML or JSON: ${(err as Error).message}`);
+  }
+  const parsed = fileSchema.safeParse(data);
+  if (!parsed.success) throw new ConfigError(describe(`EUGPT_CONFIG (${path}) `, parsed.error));
+  return parsed.data;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  // Empty strings count as unset, as a shell `FOO= npm start` or an empty compose entry means.
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = envSchema.safeParse(cleaned);
+  if (!parsed.success) throw new ConfigError(describe('', parsed.error));
+  const e = parsed.data;
+  const configFile = e.EUGPT_CONFIG === undefined ? undefined : resolve(e.EUGPT_CONFIG);
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    databaseUrl: e.DATABASE_URL,
+    dataDir: resolve(e.EUGPT_DATA_DIR),
+    dbPoolMax: e.EUGPT_DB_POOL_MAX,
+    logLevel: e.LOG_LEVEL,
+    logPretty: e.EUGPT_LOG_PRETTY,
+    adminToken: e.EUGPT_ADMIN_TOKEN,
+    bodyLimit: e.EUGPT_BODY_LIMIT,
+    trustProxy: e.EUGPT_TRUST_PROXY,
+    shutdownGraceMs: e.EUGPT_SHUTDOWN_GRACE_MS,
+    keyCacheTtlMs: e.EUGPT_KEY_CACHE_TTL_MS,
+    lastUsedFlushMs: e.EUGPT_LAST_USED_FLUSH_MS,
+    configFile,
+    file: configFile === undefined ? {} : loadFileConfig(configFile),
+  };
+}

@@ -1,0 +1,38 @@
+import swagger from '@fastify/swagger';
+import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
+import pkg from '../../package.json' with { type: 'json' };
+
+/**
+ * The OpenAPI document is generated from the route schemas, served at
+ * /openapi.json and /openapi.yaml, and committed as openapi.yaml
+ * (`npm run openapi`; a test fails when the two differ).
+ */
+async function openapi(app: FastifyInstance) {
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'eugpt',
+        version: pkg.version,
+        description: 'Self-hostable server for the EU GPT public API. Authenticate `/v1` routes with `Authorization: Bearer eugpt_…` and `/admin/v1` routes with the admin token.',
+      },
+      components: {
+        securitySchemes: {
+          apiKey: { type: 'http', scheme: 'bearer', description: 'An API key: eugpt_…' },
+          adminToken: { type: 'http', scheme: 'bearer', description: 'The value of EUGPT_ADMIN_TOKEN' },
+        },
+      },
+    },
+    transform: jsonSchemaTransform,
+    transformObject: jsonSchemaTransformObject,
+  });
+
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/openapi.yaml', { schema: { hide: true } }, async (_req, reply) =>
+    reply.type('application/yaml; charset=utf-8').send(app.swagger({ yaml: true })),
+  );
+}
+
+export const openapiPlugin = fp(openapi, { name: 'eugpt-openapi' });

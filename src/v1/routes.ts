@@ -1,0 +1,36 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { requireApiKey } from '../auth/hook.ts';
+import type { KeyAuth } from '../auth/key-auth.ts';
+import { errorResponses } from '../http/schemas.ts';
+
+const model = z.object({
+  id: z.string(),
+  object: z.literal('model'),
+  created: z.number().int().describe('Unix seconds'),
+  owned_by: z.string(),
+});
+
+/** Unix seconds at start: `auto` has no creation date of its own. */
+const STARTED = Math.floor(Date.now() / 1000);
+
+/** The public API. Every route here requires an API key. */
+export const v1Routes: FastifyPluginAsyncZod<{ keyAuth: KeyAuth }> = async (app, { keyAuth }) => {
+  requireApiKey(app, keyAuth);
+
+  app.get(
+    '/models',
+    {
+      schema: {
+        tags: ['models'],
+        summary: 'List the models a request can be routed to',
+        security: [{ apiKey: [] }],
+        response: { 200: z.object({ object: z.literal('list'), data: z.array(model) }), ...errorResponses(401) },
+      },
+    },
+    async () => ({
+      object: 'list' as const,
+      data: [{ id: 'auto', object: 'model' as const, created: STARTED, owned_by: 'eugpt' }],
+    }),
+  );
+};
