@@ -1,0 +1,190 @@
+import { Command, InvalidArgumentError } from 'commander';
+import pkg from '../../package.json' with { type: 'json' };
+import { loadCliConfig, loadConfig } from '../config.ts';
+import { openDatabase } from '../db/client.ts';
+import { serve } from '../server.ts';
+import { createAdminClient } from './client.ts';
+import { record, table } from './format.ts';
+
+type Obj = Record<string, unknown>;
+type List = { data: Obj[] };
+
+const program = new Command('eugpt')
+  .description('eugpt: a self-hostable EU GPT API server, and its admin commands')
+  .version(pkg.version)
+  .option('--url <url>', 'server base URL for admin commands (default: EUGPT_URL, or http://127.0.0.1:$PORT)')
+  .option('--json', 'print one JSON document instead of a table')
+  .showHelpAfterError();
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('must be a port number');
+  return n;
+}
+
+/** Runs an admin command: calls the API, prints JSON or a view for people. */
+function admin(run: (api: ReturnType<typeof createAdminClient>, ...args: never[]) => Promise<{ data: unknown; human: string }>) {
+  return async (...args: unknown[]) => {
+    const cmd = args[args.length - 1] as Command;
+    const opts = cmd.optsWithGlobals<{ url?: string; json?: boolean }>();
+    const env = loadCliConfig();
+    const api = createAdminClient(opts.url ?? env.url, env.adminToken);
+    const { data, human } = await run(api, ...(args as never[]));
+    process.stdout.write(`${opts.json === true ? JSON.stringify(data) : human}\n`);
+  };
+}
+
+program
+  .command('serve')
+  .description('run the server (the same as npm start)')
+  .option('-p, --port <port>', 'port to listen on (default: PORT or 8080)', port)
+  .option('--host <host>', 'address to listen on (default: HOST or 127.0.0.1)')
+  .action(async (opts: { port?: number; host?: string }) => {
+    await serve({ ...(opts.port === undefined ? {} : { port: opts.port }), ...(opts.host === undefined ? {} : { host: opts.host }) });
+  });
+
+program
+  .command('migrate')
+  .description('apply database migrations (the server also does this at start)')
+  .action(async () => {
+    const config = loadConfig();
+    const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+    try {
+      await database.migrate();
+    } finally {
+      await database.close();
+    }
+    process.stdout.write(`migrations applied (${database.kind === 'pglite' ? config.dataDir : 'DATABASE_URL'})\n`);
+  });
+
+const org = program.command('org').description('organisations');
+org
+  .command('create')
+  .requiredOption('--name <name>', 'organisation name')
+  .option('--plan <plan>', 'plan name')
+  .action(
+    admin(async (api, opts: { name: string; plan?: string }) => {
+      const o = await api.request('POST', '/organizations', { name: opts.name, plan: opts.plan });
+      return { data: o, human: record(o) };
+    }),
+  );
+org.command('list').action(
+  admin(async (api) => {
+    const l = await api.request<List>('GET', '/organizations?limit=1000');
+    return { data: l, human: table(l.data, ['id', 'name', 'plan', 'status', 'created_at']) };
+  }),
+);
+
+const user = program.command('user').description('users');
+user
+  .command('create')
+  .requiredOption('--org <org-id>', 'organisation id')
+  .requiredOption('--email <email>', 'email address')
+  .option('--role <role>', 'owner, admin or member (default member)')
+  .action(
+    admin(async (api, opts: { org: string; email: string; role?: string }) => {
+      const u = await api.request('POST', '/users', { organization_id: opts.org, email: opts.email, role: opts.role });
+      return { data: u, human: record(u) };
+    }),
+  );
+user
+  .command('list')
+  .option('--org <org-id>', 'only this organisation')
+  .action(
+    admin(async (api, opts: { org?: string }) => {
+      const q = opts.org === undefined ? '' : `&organization_id=${encodeURIComponent(opts.org)}`;
+      const l = await api.request<List>('GET', `/users?limit=1000${q}`);
+      return { data: l, human: table(l.data, ['id', 'email', 'role', 'organization_id', 'created_at']) };
+    }),
+  );
+
+const key = program.command('key').description('API keys');
+key
+  .command('create')
+  .requiredOption('--user <user-id>', 'user id')
+  .requiredOption('--label <label>', 'a name to recognise the key by')
+  .action(
+    admin(async (api, opts: { user: string; label: string }) => {
+      const k = await api.request('POST', '/api-keys', { user_id: opts.user, label: opts.label });
+      const warning = '\nStore the key now: it is shown only once and cannot be recovered.';
+      return { data: k, human: record(k) + warning };
+    }),
+  );
+key
+  .command('list')
+  .requiredOption('--user <user-id>', 'user id')
+  .action(
+    admin(async (api, opts: { user: string }) => {
+      const l = await api.request<List>('GET', `/api-keys?limit=1000&user_id=${encodeURIComponent(opts.user)}`);
+      return { data: l, human: table(l.data, ['id', 'label', 'prefix', 'created_at', 'last_used_at', 'revoked_at']) };
+    }),
+  );
+key
+  .command('revoke')
+  .argument('<key-id>', 'key id')
+  .action(
+    admin(async (api, id: string) => {
+      const k = await api.request('POST', `/api-keys/${encodeURIComponent(id)}/revoke`);
+      return { data: k, human: `revoked ${String(k.prefix)}… (${id})` };
+    }),
+  );
+
+const project = program.command('project').description('projects and their members');
+project
+  .command('create')
+  .requiredOption('--org <org-id>', 'organisation id')
+  .requiredOption('--name <name>', 'project name')
+  .action(
+    admin(async (api, opts: { org: string; name: string }) => {
+      const p = await api.request('POST', '/projects', { organization_id: opts.org, name: opts.name });
+      return { data: p, human: record(p) };
+    }),
+  );
+project
+  .command('list')
+  .option('--org <org-id>', 'only this organisation')
+  .action(
+    admin(async (api, opts: { org?: string }) => {
+      const q = opts.org === undefined ? '' : `&organization_id=${encodeURIComponent(opts.org)}`;
+      const l = await api.request<List>('GET', `/projects?limit=1000${q}`);
+      return { data: l, human: table(l.data, ['id', 'name', 'organization_id', 'created_at']) };
+    }),
+  );
+project
+  .command('add-member')
+  .argument('<project-id>', 'project id')
+  .requiredOption('--user <user-id>', 'user id (of the same organisation)')
+  .action(
+    admin(async (api, id: string, opts: { user: string }) => {
+      const m = await api.request('POST', `/projects/${encodeURIComponent(id)}/members`, { user_id: opts.user });
+      return { data: m, human: `user ${opts.user} is a member of project ${id}` };
+    }),
+  );
+project
+  .command('remove-member')
+  .argument('<project-id>', 'project id')
+  .requiredOption('--user <user-id>', 'user id')
+  .action(
+    admin(async (api, id: string, opts: { user: string }) => {
+      const m = await api.request('DELETE', `/projects/${encodeURIComponent(id)}/members/${encodeURIComponent(opts.user)}`);
+      return { data: m, human: `user ${opts.user} removed from project ${id}` };
+    }),
+  );
+project
+  .command('members')
+  .argument('<project-id>', 'project id')
+  .action(
+    admin(async (api, id: string) => {
+      const l = await api.request<List>('GET', `/projects/${encodeURIComponent(id)}/members`);
+      return { data: l, human: table(l.data, ['user_id', 'created_at']) };
+    }),
+  );
+
+try {
+  await program.parseAsync();
+} catch (err) {
+  // Errors are one readable line; a stack trace helps nobody running an admin command.
+  const message = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`eugpt: ${message.replaceAll('\n', '; ')}\n`);
+  process.exitCode = 1;
+}
