@@ -1,0 +1,68 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadCliConfig, loadConfig } from '../src/config.ts';
+
+const fileWith = (name: string, text: string) => {
+  const path = join(mkdtempSync(join(tmpdir(), 'eugpt-config-')), name);
+  writeFileSync(path, text);
+  return path;
+};
+
+describe('config', () => {
+  it('has working defaults: port 8080, embedded database, no admin token', () => {
+    const c = loadConfig({});
+    expect(c.port).toBe(8080);
+    expect(c.host).toBe('127.0.0.1');
+    expect(c.databaseUrl).toBeUndefined();
+    expect(c.dataDir).toMatch(/data$/);
+    expect(c.adminToken).toBeUndefined();
+    expect(c.trustProxy).toBe(false);
+    expect(c.keyCacheTtlMs).toBeLessThanOrEqual(2000);
+  });
+
+  it('treats empty values as unset', () => {
+    expect(loadConfig({ PORT: '', DATABASE_URL: '' }).port).toBe(8080);
+  });
+
+  it.each([
+    [{ PORT: 'eighty' }, 'PORT'],
+    [{ PORT: '70000' }, 'PORT'],
+    [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
+    [{ DATABASE_URL: 'mysql://x' }, 'DATABASE_URL'],
+    [{ EUGPT_ADMIN_TOKEN: 'short' }, 'EUGPT_ADMIN_TOKEN'],
+    [{ EUGPT_BODY_LIMIT: '-1' }, 'EUGPT_BODY_LIMIT'],
+    [{ EUGPT_KEY_CACHE_TTL_MS: '60000' }, 'EUGPT_KEY_CACHE_TTL_MS'],
+    [{ EUGPT_TRUST_PROXY: 'everyone' }, 'EUGPT_TRUST_PROXY'],
+  ])('rejects %o with a message naming %s', (env, name) => {
+    expect(() => loadConfig(env)).toThrow(ConfigError);
+    expect(() => loadConfig(env)).toThrow(new RegExp(`^${name}: `));
+  });
+
+  it('parses the trust-proxy forms', () => {
+    expect(loadConfig({ EUGPT_TRUST_PROXY: 'true' }).trustProxy).toBe(true);
+    expect(loadConfig({ EUGPT_TRUST_PROXY: '2' }).trustProxy).toBe(2);
+    expect(loadConfig({ EUGPT_TRUST_PROXY: '10.0.0.0/8, 127.0.0.1' }).trustProxy).toEqual(['10.0.0.0/8', '127.0.0.1']);
+  });
+
+  it('reads an empty YAML or JSON config file', () => {
+    expect(loadConfig({ EUGPT_CONFIG: fileWith('c.yaml', '# nothing yet\n') }).file).toEqual({});
+    expect(loadConfig({ EUGPT_CONFIG: fileWith('c.json', '{}') }).file).toEqual({});
+  });
+
+  it('names the file and the bad entry of a config file', () => {
+    const bad = fileWith('bad.yaml', 'surprise: 1\n');
+    expect(() => loadConfig({ EUGPT_CONFIG: bad })).toThrow(/EUGPT_CONFIG .*bad\.yaml.*surprise/);
+    const broken = fileWith('broken.yaml', 'a: [1,\n');
+    expect(() => loadConfig({ EUGPT_CONFIG: broken })).toThrow(/not valid YAML or JSON/);
+    expect(() => loadConfig({ EUGPT_CONFIG: '/nonexistent/eugpt.yaml' })).toThrow(/cannot read/);
+  });
+
+  it('gives the CLI its server URL from EUGPT_URL or PORT', () => {
+    expect(loadCliConfig({}).url).toBe('http://127.0.0.1:8080');
+    expect(loadCliConfig({ PORT: '9000' }).url).toBe('http://127.0.0.1:9000');
+    expect(loadCliConfig({ EUGPT_URL: 'https://gpt.example.eu' }).url).toBe('https://gpt.example.eu');
+    expect(() => loadCliConfig({ EUGPT_URL: 'not a url' })).toThrow(/^EUGPT_URL: /);
+  });
+});
