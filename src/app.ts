@@ -57,7 +57,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     bodyLimit: config.bodyLimit,
     trustProxy: trustProxy(config.trustProxy),
     // Answers to a bad URL go through the same envelope as every other error.
-    frameworkErrors: (err, _req, reply) => sendError(reply, toApiError(err)),
+    frameworkErrors: (err, _req, reply) => {
+      void sendError(reply, toApiError(err));
+    },
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
   }).withTypeProvider<ZodTypeProvider>();
 

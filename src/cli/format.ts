@@ -2,7 +2,12 @@
 
 type Row = Record<string, unknown>;
 
-const cell = (v: unknown): string => (v === null || v === undefined ? '-' : typeof v === 'object' ? JSON.stringify(v) : String(v));
+const cell = (v: unknown): string => {
+  if (v === null || v === undefined) return '-';
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  return JSON.stringify(v);
+};
 
 export function table(rows: Row[], columns: string[]): string {
   if (rows.length === 0) return '(none)';

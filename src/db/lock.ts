@@ -15,6 +15,9 @@ function isAlive(pid: number): boolean {
   }
 }
 
+/** Lock files this process holds: a file with our pid that is not here is stale (a container restarted as pid 1). */
+const heldHere = new Set<string>();
+
 /**
  * Takes an exclusive lock on an embedded database folder for this process, so
  * that `npm start` twice, or `eugpt migrate` beside a running server, fails
@@ -23,12 +26,15 @@ function isAlive(pid: number): boolean {
 export function acquireDataDirLock(dataDir: string): () => void {
   mkdirSync(dataDir, { recursive: true });
   const path = join(dataDir, 'eugpt.lock');
+  if (heldHere.has(path)) throw new DataDirInUseError(`the embedded database in ${dataDir} is already open in this process`);
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fd = openSync(path, 'wx', 0o600);
       writeSync(fd, String(process.pid));
       closeSync(fd);
+      heldHere.add(path);
       return () => {
+        heldHere.delete(path);
         try {
           if (readFileSync(path, 'utf8') === String(process.pid)) unlinkSync(path);
         } catch {

@@ -4,6 +4,33 @@ import fp from 'fastify-plugin';
 import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
 import pkg from '../../package.json' with { type: 'json' };
 
+type Document = ReturnType<typeof jsonSchemaTransformObject>;
+
+/**
+ * The zod provider registers every named schema twice (as input and as output);
+ * only the ones a route refers to belong in the document.
+ */
+function dropUnreferencedSchemas(doc: Document): Document {
+  const schemas = (doc as { components?: { schemas?: Record<string, unknown> } }).components?.schemas;
+  if (schemas === undefined) return doc;
+  const { components: _c, ...rest } = doc as Record<string, unknown>;
+  let referenced = JSON.stringify(rest);
+  // Components can refer to each other: keep adding what the kept ones refer to.
+  const kept = new Set<string>();
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const name of Object.keys(schemas)) {
+      if (!kept.has(name) && referenced.includes(`"#/components/schemas/${name}"`)) {
+        kept.add(name);
+        referenced += JSON.stringify(schemas[name]);
+        grew = true;
+      }
+    }
+  }
+  for (const name of Object.keys(schemas)) if (!kept.has(name)) delete schemas[name];
+  return doc;
+}
+
 /**
  * The OpenAPI document is generated from the route schemas, served at
  * /openapi.json and /openapi.yaml, and committed as openapi.yaml
@@ -26,7 +53,7 @@ async function openapi(app: FastifyInstance) {
       },
     },
     transform: jsonSchemaTransform,
-    transformObject: jsonSchemaTransformObject,
+    transformObject: (doc) => dropUnreferencedSchemas(jsonSchemaTransformObject(doc)),
   });
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());

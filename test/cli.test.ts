@@ -1,0 +1,96 @@
+import { execFile } from 'node:child_process';
+import type { AddressInfo } from 'node:net';
+import { promisify } from 'node:util';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Database } from '../src/db/client.ts';
+import { ADMIN_TOKEN, testApp } from './helpers/app.ts';
+import { openTestDatabase } from './helpers/db.ts';
+
+const run = promisify(execFile);
+const BIN = new URL('../bin/eugpt.js', import.meta.url).pathname;
+
+let database: Database;
+let app: FastifyInstance;
+let url: string;
+
+beforeAll(async () => {
+  database = await openTestDatabase();
+  app = await testApp(database);
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+});
+afterAll(async () => {
+  await app.close();
+  await database.close();
+});
+
+async function eugpt(args: string[], env: Record<string, string> = { EUGPT_ADMIN_TOKEN: ADMIN_TOKEN }) {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [BIN, ...args], {
+      env: { PATH: process.env.PATH ?? '', EUGPT_URL: url, ...env },
+      timeout: 30_000,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+async function json(args: string[]) {
+  const r = await eugpt([...args, '--json']);
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  expect(r.stdout.trim().split('\n')).toHaveLength(1);
+  return JSON.parse(r.stdout) as Record<string, unknown>;
+}
+
+describe('eugpt CLI', () => {
+  it('runs the documented admin forms end to end', { timeout: 120_000 }, async () => {
+    const org = await json(['org', 'create', '--name', 'Acme']);
+    expect(org).toMatchObject({ id: expect.any(String), name: 'Acme' });
+    const user = await json(['user', 'create', '--org', String(org.id), '--email', `a.${Date.now()}@acme.eu`]);
+    expect(user).toMatchObject({ id: expect.any(String), organization_id: org.id });
+    const key = await json(['key', 'create', '--user', String(user.id), '--label', 'ci']);
+    expect(key).toMatchObject({ id: expect.any(String), key: expect.stringMatching(/^eugpt_/) });
+
+    const models = await fetch(`${url}/v1/models`, { headers: { authorization: `Bearer ${String(key.key)}` } });
+    expect(models.status).toBe(200);
+
+    const list = await json(['key', 'list', '--user', String(user.id)]);
+    expect(list.data).toHaveLength(1);
+
+    const project = await json(['project', 'create', '--org', String(org.id), '--name', 'Audit']);
+    expect(project).toMatchObject({ id: expect.any(String), name: 'Audit' });
+    const member = await eugpt(['project', 'add-member', String(project.id), '--user', String(user.id)]);
+    expect(member.code).toBe(0);
+    expect(member.stdout).toContain('is a member');
+
+    const revoke = await eugpt(['key', 'revoke', String(key.id)]);
+    expect(revoke.code).toBe(0);
+    const after = await fetch(`${url}/v1/models`, { headers: { authorization: `Bearer ${String(key.key)}` } });
+    expect(after.status).toBe(401);
+
+    const human = await eugpt(['key', 'create', '--user', String(user.id), '--label', 'people']);
+    expect(human.stdout).toMatch(/key +eugpt_/);
+    expect(human.stdout).toMatch(/shown only once/);
+    const table = await eugpt(['key', 'list', '--user', String(user.id)]);
+    expect(table.stdout.split('\n')[0]).toMatch(/^ID +LABEL +PREFIX/);
+  });
+
+  it('reports errors in one line with a non-zero exit', async () => {
+    const missing = await eugpt(['user', 'create', '--org', '00000000-0000-4000-8000-000000000000', '--email', 'x@acme.eu']);
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr.trim().split('\n')).toHaveLength(1);
+    expect(missing.stderr).toMatch(/^eugpt: organization .* not found \(organization_not_found, HTTP 404\)/);
+
+    const noToken = await eugpt(['org', 'list'], {});
+    expect(noToken.code).not.toBe(0);
+    expect(noToken.stderr).toMatch(/EUGPT_ADMIN_TOKEN is not set/);
+
+    const down = await eugpt(['org', 'list', '--url', 'http://127.0.0.1:1']);
+    expect(down.code).not.toBe(0);
+    expect(down.stderr).toMatch(/cannot reach the server at http:\/\/127\.0\.0\.1:1/);
+  });
+});

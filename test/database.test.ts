@@ -1,0 +1,60 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { sql } from 'drizzle-orm';
+import { describe, expect, it } from 'vitest';
+import { openDatabase } from '../src/db/client.ts';
+import { DataDirInUseError } from '../src/db/lock.ts';
+import { organizations } from '../src/db/schema.ts';
+import { openTestDatabase, TEST_DATABASE_URL } from './helpers/db.ts';
+
+describe('migrations', () => {
+  it('apply again without change, and concurrently without conflict', async () => {
+    const a = await openTestDatabase();
+    const b = TEST_DATABASE_URL === undefined ? a : await openTestDatabase();
+    try {
+      await Promise.all([a.migrate(), b.migrate()]);
+      // Both drivers answer raw SQL with `{ rows }`.
+      const result: unknown = await a.db.execute(
+        sql`select table_name from information_schema.tables where table_schema = 'public' order by table_name`,
+      );
+      const tables = result as { rows: { table_name: string }[] };
+      const names = tables.rows.map((r) => r.table_name);
+      expect(names).toEqual(
+        expect.arrayContaining(['api_keys', 'conversation_items', 'conversations', 'organizations', 'project_members', 'projects', 'responses', 'users']),
+      );
+    } finally {
+      if (b !== a) await b.close();
+      await a.close();
+    }
+  });
+
+  it('enforce the status check on organisations', async () => {
+    const d = await openTestDatabase();
+    try {
+      await expect(d.db.insert(organizations).values({ name: 'x', status: 'deleted' as 'active' })).rejects.toThrow();
+    } finally {
+      await d.close();
+    }
+  });
+});
+
+describe('the embedded database folder', () => {
+  it('keeps data across restarts and refuses a second opener while in use', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'eugpt-data-'));
+    const first = await openDatabase({ dataDir: dir });
+    await first.migrate();
+    await first.db.insert(organizations).values({ name: 'Persisted' });
+    await expect(openDatabase({ dataDir: dir })).rejects.toThrow(DataDirInUseError);
+    await first.close();
+
+    const again = await openDatabase({ dataDir: dir });
+    try {
+      await again.migrate();
+      const rows = await again.db.select().from(organizations);
+      expect(rows.map((r) => r.name)).toEqual(['Persisted']);
+    } finally {
+      await again.close();
+    }
+  });
+});
