@@ -52,6 +52,7 @@ const envSchema = z.object({
     .optional(),
   EUGPT_DATA_DIR: z.string().min(1).default('./data'),
   EUGPT_DB_POOL_MAX: intFromEnv(1, 1000).default(10),
+  EUGPT_DB_WAIT_MS: intFromEnv(0, 600_000).default(30_000),
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
   EUGPT_ADMIN_TOKEN: z
     .string()
@@ -78,6 +79,8 @@ export interface Config {
   databaseUrl: string | undefined;
   dataDir: string;
   dbPoolMax: number;
+  /** How long start-up waits for PostgreSQL to accept connections. */
+  dbWaitMs: number;
   logLevel: (typeof LOG_LEVELS)[number];
   logPretty: boolean;
   /** Absent: the admin API answers 401 saying how to enable it. */
@@ -132,6 +135,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl: e.DATABASE_URL,
     dataDir: resolve(e.EUGPT_DATA_DIR),
     dbPoolMax: e.EUGPT_DB_POOL_MAX,
+    dbWaitMs: e.EUGPT_DB_WAIT_MS,
     logLevel: e.LOG_LEVEL,
     logPretty: e.EUGPT_LOG_PRETTY,
     adminToken: e.EUGPT_ADMIN_TOKEN,

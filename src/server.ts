@@ -1,9 +1,27 @@
 import closeWithGrace from 'close-with-grace';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { buildApp, loggerOptions } from './app.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
-import { openDatabase } from './db/client.ts';
+import { openDatabase, type Database } from './db/client.ts';
 import { DataDirInUseError } from './db/lock.ts';
+
+/**
+ * PostgreSQL may still be starting (compose, Kubernetes): retry the first
+ * migration for up to `waitMs`, then give up with the last error.
+ */
+async function migrateWhenReachable(database: Database, waitMs: number, log: Logger): Promise<void> {
+  const deadline = Date.now() + waitMs;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await database.migrate();
+      return;
+    } catch (err) {
+      if (database.kind !== 'postgres' || Date.now() >= deadline) throw err;
+      log.warn({ attempt, error: (err as Error).message }, 'database not reachable yet; retrying');
+      await new Promise((r) => setTimeout(r, Math.min(2_000, 250 * attempt)));
+    }
+  }
+}
 
 /** Opens the database, migrates it, and serves until a signal; used by `npm start` and `eugpt serve`. */
 export async function serve(overrides: Partial<Pick<Config, 'port' | 'host'>> = {}): Promise<void> {
@@ -19,7 +37,7 @@ export async function serve(overrides: Partial<Pick<Config, 'port' | 'host'>> = 
   }
   const log = pino(loggerOptions(config));
 
-  let database;
+  let database: Database | undefined;
   try {
     database = await openDatabase({
       databaseUrl: config.databaseUrl,
@@ -27,7 +45,7 @@ export async function serve(overrides: Partial<Pick<Config, 'port' | 'host'>> = 
       poolMax: config.dbPoolMax,
       onPoolError: (err) => log.warn({ err }, 'idle database connection failed'),
     });
-    await database.migrate();
+    await migrateWhenReachable(database, config.dbWaitMs, log);
   } catch (err) {
     if (err instanceof DataDirInUseError) {
       log.fatal(err.message);
