@@ -10,11 +10,14 @@ import type { Database } from './db/client.ts';
 import { errorsPlugin, sendError, toApiError } from './http/errors.ts';
 import { healthRoutes } from './http/health.ts';
 import { openapiPlugin } from './http/openapi.ts';
+import { createProviders } from './providers/registry.ts';
 import { v1Routes } from './v1/routes.ts';
 
 export interface AppDeps {
   config: Config;
   database: Database;
+  /** Tuning for tests (the SSE keep-alive interval). */
+  responses?: { keepAliveMs?: number };
   /** A ready logger (the process's), or `false` for none (tests); default: one made from config. */
   logger?: FastifyBaseLogger | false;
 }
@@ -76,13 +79,17 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     flushMs: config.lastUsedFlushMs,
     onFlushError: (err) => app.log.warn({ err }, 'could not record API key last use'),
   });
-  app.addHook('onClose', async () => keyAuth.close());
+  const providers = createProviders(config.catalog);
+  app.addHook('onClose', async () => {
+    await keyAuth.close();
+    await providers.close();
+  });
 
   await app.register(sensible);
   await app.register(errorsPlugin);
   await app.register(openapiPlugin);
-  await app.register(healthRoutes, { database });
-  await app.register(v1Routes, { prefix: '/v1', keyAuth });
+  await app.register(healthRoutes, { database, catalog: config.catalog });
+  await app.register(v1Routes, { prefix: '/v1', keyAuth, db: database.db, catalog: config.catalog, providers, ...deps.responses });
   await app.register(adminRoutes, { prefix: '/admin/v1', db: database.db, adminToken: config.adminToken, keyAuth });
   return app;
 }

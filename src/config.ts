@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { catalogSchema, checkCatalog, type Catalog } from './router/catalog.ts';
 
 /**
  * The one place that reads process.env (DESIGN.md: "One config object").
@@ -67,10 +68,10 @@ const envSchema = z.object({
   EUGPT_LOG_PRETTY: boolFromEnv.default(false),
 });
 
-/** The optional config file. Later capabilities (providers, models, plans) add their sections here. */
-const fileSchema = z.strictObject({});
+/** The optional config file. Later capabilities (plans, …) add their sections here. */
+const fileSchema = z.strictObject({ ...catalogSchema });
 
-export type FileConfig = z.infer<typeof fileSchema>;
+type FileConfig = z.infer<typeof fileSchema>;
 
 export interface Config {
   port: number;
@@ -92,19 +93,23 @@ export interface Config {
   keyCacheTtlMs: number;
   lastUsedFlushMs: number;
   configFile: string | undefined;
-  file: FileConfig;
+  /** Providers (with their API keys read from the environment) and models. */
+  catalog: Catalog;
 }
 
 function describe(prefix: string, error: z.ZodError): string {
   return error.issues
     .map((issue) => {
-      const where = issue.path.length > 0 ? issue.path.join('.') : '(root)';
+      const where =
+        issue.path.length === 0
+          ? '(root)'
+          : issue.path.reduce<string>((acc, p) => (typeof p === 'number' ? `${acc}[${p}]` : acc ? `${acc}.${String(p)}` : String(p)), '');
       return `${prefix}${where}: ${issue.message}`;
     })
     .join('\n');
 }
 
-export function loadFileConfig(path: string): FileConfig {
+function loadFileConfig(path: string): FileConfig {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -119,12 +124,25 @@ export function loadFileConfig(path: string): FileConfig {
   }
   const parsed = fileSchema.safeParse(data);
   if (!parsed.success) throw new ConfigError(describe(`EUGPT_CONFIG (${path}) `, parsed.error));
+  const problems = checkCatalog(parsed.data);
+  if (problems.length > 0) throw new ConfigError(problems.map((p) => `EUGPT_CONFIG (${path}) ${p}`).join('\n'));
   return parsed.data;
+}
+
+function catalogFrom(file: FileConfig, env: Record<string, string>, path: string | undefined): Catalog {
+  const providers = file.providers.map((p, i) => {
+    const apiKey = p.api_key_env === undefined ? undefined : env[p.api_key_env];
+    if (p.api_key_env !== undefined && apiKey === undefined) {
+      throw new ConfigError(`EUGPT_CONFIG (${path}) providers[${i}] (${p.id}): environment variable ${p.api_key_env} (api_key_env) is not set`);
+    }
+    return { ...p, apiKey };
+  });
+  return { providers, models: file.models };
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // Empty strings count as unset, as a shell `FOO= npm start` or an empty compose entry means.
-  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== '')) as Record<string, string>;
   const parsed = envSchema.safeParse(cleaned);
   if (!parsed.success) throw new ConfigError(describe('', parsed.error));
   const e = parsed.data;
@@ -145,7 +163,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     keyCacheTtlMs: e.EUGPT_KEY_CACHE_TTL_MS,
     lastUsedFlushMs: e.EUGPT_LAST_USED_FLUSH_MS,
     configFile,
-    file: configFile === undefined ? {} : loadFileConfig(configFile),
+    catalog: catalogFrom(configFile === undefined ? { providers: [], models: [] } : loadFileConfig(configFile), cleaned, configFile),
   };
 }
 

@@ -47,8 +47,8 @@ describe('config', () => {
   });
 
   it('reads an empty YAML or JSON config file', () => {
-    expect(loadConfig({ EUGPT_CONFIG: fileWith('c.yaml', '# nothing yet\n') }).file).toEqual({});
-    expect(loadConfig({ EUGPT_CONFIG: fileWith('c.json', '{}') }).file).toEqual({});
+    expect(loadConfig({ EUGPT_CONFIG: fileWith('c.yaml', '# nothing yet\n') }).catalog).toEqual({ providers: [], models: [] });
+    expect(loadConfig({ EUGPT_CONFIG: fileWith('c.json', '{}') }).catalog).toEqual({ providers: [], models: [] });
   });
 
   it('names the file and the bad entry of a config file', () => {

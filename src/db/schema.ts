@@ -4,6 +4,7 @@ import {
   boolean,
   check,
   index,
+  date,
   integer,
   jsonb,
   pgTable,
@@ -169,8 +170,30 @@ export const conversationItems = pgTable(
     /** message | function_call | function_call_output */
     type: text('type').notNull().default('message'),
     content: jsonb('content').notNull(),
+    /** Tokens of the item's text, counted once at write time for history windows. */
+    tokens: integer('tokens').notNull().default(0),
     responseId: uuid('response_id').references(() => responses.id, { onDelete: 'set null' }),
     createdAt: createdAt(),
   },
   (t) => [uniqueIndex('conversation_items_position_key').on(t.conversationId, t.position)],
+);
+
+/**
+ * Token usage summed per user and per organisation for each UTC day and
+ * month, written in the same transaction as the response it counts.
+ */
+export const usageTotals = pgTable(
+  'usage_totals',
+  {
+    subjectType: text('subject_type', { enum: ['user', 'organization'] }).notNull(),
+    subjectId: uuid('subject_id').notNull(),
+    window: text('window', { enum: ['day', 'month'] }).notNull(),
+    /** First day of the window (UTC). */
+    windowStart: date('window_start', { mode: 'string' }).notNull(),
+    inputTokens: bigint('input_tokens', { mode: 'number' }).notNull().default(0),
+    outputTokens: bigint('output_tokens', { mode: 'number' }).notNull().default(0),
+    totalTokens: bigint('total_tokens', { mode: 'number' }).notNull().default(0),
+    requests: integer('requests').notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.subjectType, t.subjectId, t.window, t.windowStart] })],
 );

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Database } from '../db/client.ts';
+import { defaultModel, type Catalog } from '../router/catalog.ts';
 import { ApiError, type ErrorBody } from './api-error.ts';
 
 const PING_TIMEOUT_MS = 2_000;
@@ -15,8 +16,10 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
 
 const checks = z.record(z.string(), z.string()).describe('Each dependency and its state');
 
-/** `/healthz`: the process is alive. `/readyz`: it can serve (database reachable), else 503 saying why. */
-export const healthRoutes: FastifyPluginAsyncZod<{ database: Database }> = async (app, { database }) => {
+/** `/healthz`: the process is alive. `/readyz`: it can serve (database reachable, a model configured), else 503 saying why. */
+export const healthRoutes: FastifyPluginAsyncZod<{ database: Database; catalog: Catalog }> = async (app, { database, catalog }) => {
+  const models = defaultModel(catalog) === undefined ? 'none configured: add providers and models to the EUGPT_CONFIG file' : 'ok';
+
   app.get(
     '/healthz',
     { schema: { tags: ['health'], summary: 'Liveness', response: { 200: z.object({ status: z.literal('ok') }) } } },
@@ -28,7 +31,7 @@ export const healthRoutes: FastifyPluginAsyncZod<{ database: Database }> = async
     {
       schema: {
         tags: ['health'],
-        summary: 'Readiness: the database answers',
+        summary: 'Readiness: the database answers and a model is configured',
         response: {
           200: z.object({ status: z.literal('ready'), checks }),
           503: z.object({ error: z.any(), detail: z.string(), checks }),
@@ -36,14 +39,18 @@ export const healthRoutes: FastifyPluginAsyncZod<{ database: Database }> = async
       },
     },
     async (req, reply) => {
+      let dbState = 'ok';
       try {
         await withTimeout(database.ping(), PING_TIMEOUT_MS);
-        return { status: 'ready' as const, checks: { database: 'ok' } };
       } catch (err) {
         req.log.warn({ err }, 'readiness check failed: database');
-        const body: ErrorBody = new ApiError(503, 'server_error', 'not_ready', 'the database is not reachable').toBody();
-        return reply.status(503).send({ ...body, checks: { database: 'unreachable' } });
+        dbState = 'unreachable';
       }
+      const checks = { database: dbState, models };
+      if (dbState === 'ok' && models === 'ok') return { status: 'ready' as const, checks };
+      const why = [dbState === 'ok' ? null : 'the database is not reachable', models === 'ok' ? null : 'no model is configured'];
+      const body: ErrorBody = new ApiError(503, 'server_error', 'not_ready', why.filter(Boolean).join('; ')).toBody();
+      return reply.status(503).send({ ...body, checks });
     },
   );
 };

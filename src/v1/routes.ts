@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { requireApiKey } from '../auth/hook.ts';
 import type { KeyAuth } from '../auth/key-auth.ts';
 import { errorResponses } from '../http/schemas.ts';
+import { responseRoutes, type ResponseRouteOptions } from '../responses/route.ts';
 
 const model = z.object({
   id: z.string(),
@@ -15,8 +16,11 @@ const model = z.object({
 const STARTED = Math.floor(Date.now() / 1000);
 
 /** The public API. Every route here requires an API key. */
-export const v1Routes: FastifyPluginAsyncZod<{ keyAuth: KeyAuth }> = async (app, { keyAuth }) => {
-  requireApiKey(app, keyAuth);
+export const v1Routes: FastifyPluginAsyncZod<{ keyAuth: KeyAuth } & ResponseRouteOptions> = async (app, opts) => {
+  requireApiKey(app, opts.keyAuth);
+  const catalogModels = opts.catalog.models
+    .filter((m) => m.enabled)
+    .map((m) => ({ id: m.id, object: 'model' as const, created: STARTED, owned_by: m.provider }));
 
   app.get(
     '/models',
@@ -30,7 +34,9 @@ export const v1Routes: FastifyPluginAsyncZod<{ keyAuth: KeyAuth }> = async (app,
     },
     async () => ({
       object: 'list' as const,
-      data: [{ id: 'auto', object: 'model' as const, created: STARTED, owned_by: 'eugpt' }],
+      data: [{ id: 'auto', object: 'model' as const, created: STARTED, owned_by: 'eugpt' }, ...catalogModels],
     }),
   );
+
+  await app.register(responseRoutes, { db: opts.db, catalog: opts.catalog, providers: opts.providers, keepAliveMs: opts.keepAliveMs });
 };

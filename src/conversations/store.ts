@@ -1,0 +1,72 @@
+import { and, asc, desc, eq, inArray, isNull, ne, or } from 'drizzle-orm';
+import type { Db } from '../db/client.ts';
+import { conversationItems, conversations, responses } from '../db/schema.ts';
+import { notFound } from '../http/api-error.ts';
+import type { ChatMessage } from '../providers/types.ts';
+
+export type Conversation = typeof conversations.$inferSelect;
+
+/** Text parts as stored in `conversation_items.content`. */
+export type StoredContent = { type: string; text: string }[];
+
+export const textOfContent = (content: StoredContent) => content.map((p) => p.text).join('\n');
+
+/** A conversation of the given user; another user's is the same 404 as a missing one (SPEC.md). */
+export async function findOwnedConversation(db: Db, id: string, userId: string): Promise<Conversation> {
+  const [row] = await db
+    .select()
+    .from(conversations)
+    .where(and(eq(conversations.id, id), eq(conversations.userId, userId)));
+  if (row === undefined) throw notFound('conversation_not_found', `conversation ${id} not found`);
+  return row;
+}
+
+/** The stored system message (a conversation's instructions), if it has one. */
+export async function systemMessageOf(db: Db, conversationId: string): Promise<string | null> {
+  const [row] = await db
+    .select({ content: conversationItems.content })
+    .from(conversationItems)
+    .where(and(eq(conversationItems.conversationId, conversationId), eq(conversationItems.role, 'system')))
+    .orderBy(asc(conversationItems.position))
+    .limit(1);
+  return row === undefined ? null : textOfContent(row.content as StoredContent);
+}
+
+const PAGE = 200;
+/** History reads stop here whatever the budget: bounds the work one request can cause. */
+const MAX_SCANNED = 4000;
+
+/**
+ * The newest turns that fit in `budget` tokens, oldest first. The window is
+ * contiguous: it stops at the first turn that does not fit. Only user and
+ * assistant turns count (system and developer items applied to their own
+ * response only), and the items of failed responses are left out.
+ */
+export async function historyWithin(db: Db, conversationId: string, budget: number): Promise<{ messages: ChatMessage[]; tokens: number }> {
+  const picked: ChatMessage[] = [];
+  let used = 0;
+  for (let offset = 0; offset < MAX_SCANNED; offset += PAGE) {
+    const rows = await db
+      .select({ role: conversationItems.role, content: conversationItems.content, tokens: conversationItems.tokens })
+      .from(conversationItems)
+      .leftJoin(responses, eq(responses.id, conversationItems.responseId))
+      .where(
+        and(
+          eq(conversationItems.conversationId, conversationId),
+          inArray(conversationItems.role, ['user', 'assistant']),
+          or(isNull(responses.status), ne(responses.status, 'failed')),
+        ),
+      )
+      .orderBy(desc(conversationItems.position))
+      .limit(PAGE)
+      .offset(offset);
+    for (const row of rows) {
+      const cost = row.tokens + 4;
+      if (used + cost > budget) return { messages: picked.reverse(), tokens: used };
+      used += cost;
+      picked.push({ role: row.role === 'assistant' ? 'assistant' : 'user', content: textOfContent(row.content as StoredContent) });
+    }
+    if (rows.length < PAGE) break;
+  }
+  return { messages: picked.reverse(), tokens: used };
+}

@@ -1,0 +1,119 @@
+import { errors, Pool } from 'undici';
+import type { Dispatcher } from 'undici';
+import type { ProviderConfig } from '../router/catalog.ts';
+import { UpstreamError } from './types.ts';
+
+/** How much of an upstream error body is kept for the log. */
+const ERROR_BODY_LOG_BYTES = 2048;
+
+export interface UpstreamCall {
+  body: Dispatcher.ResponseData['body'];
+  /** Call when the first streamed event arrived: stops the first-byte timer. */
+  firstEvent(): void;
+  /** Clears the timers and the abort listener. */
+  done(): void;
+  /** Maps an error thrown while calling or reading to what happened (client abort, timeout, connect…). */
+  explain(err: unknown): unknown;
+}
+
+/**
+ * One keep-alive pool per provider, and the timeouts of issue 3: connect,
+ * first byte (to the first streamed event), idle between chunks, total.
+ */
+export class UpstreamHttp {
+  private readonly pool: Pool;
+
+  constructor(private readonly provider: ProviderConfig) {
+    const origin = new URL(provider.base_url).origin;
+    this.pool = new Pool(origin, {
+      connections: provider.max_connections,
+      connect: { timeout: provider.timeouts.connect_ms },
+      keepAliveTimeout: 30_000,
+      pipelining: 1,
+    });
+  }
+
+  /** The URL path of `suffix` below the provider's base URL (which may carry a path such as /v1). */
+  path(suffix: string): string {
+    const base = new URL(this.provider.base_url);
+    return `${base.pathname.replace(/\/+$/, '')}/${suffix}${base.search}`;
+  }
+
+  async post(path: string, headers: Record<string, string>, body: string, signal: AbortSignal): Promise<UpstreamCall> {
+    const t = this.provider.timeouts;
+    const controller = new AbortController();
+    let reason: 'client' | 'first_byte' | 'total' | undefined;
+    const abort = (why: typeof reason) => {
+      reason ??= why;
+      controller.abort();
+    };
+    const onClientAbort = () => abort('client');
+    if (signal.aborted) abort('client');
+    else signal.addEventListener('abort', onClientAbort, { once: true });
+    let firstByte: NodeJS.Timeout | undefined = setTimeout(() => abort('first_byte'), t.first_byte_ms);
+    const total = setTimeout(() => abort('total'), t.total_ms);
+    const done = () => {
+      clearTimeout(firstByte);
+      clearTimeout(total);
+      signal.removeEventListener('abort', onClientAbort);
+    };
+    const explain = (err: unknown): unknown => {
+      if (reason === 'client') return signal.reason ?? err;
+      if (reason === 'first_byte') return new UpstreamError('timeout', `no first event within ${t.first_byte_ms} ms`);
+      if (reason === 'total') return new UpstreamError('timeout', `call exceeded ${t.total_ms} ms`);
+      if (err instanceof UpstreamError) return err;
+      if (err instanceof errors.BodyTimeoutError) return new UpstreamError('timeout', `silent for over ${t.idle_ms} ms between chunks`);
+      if (err instanceof errors.HeadersTimeoutError) return new UpstreamError('timeout', `no response headers within ${t.first_byte_ms} ms`);
+      if (err instanceof errors.ConnectTimeoutError) return new UpstreamError('connect', `connect timeout after ${t.connect_ms} ms`);
+      const code = (err as { code?: string }).code ?? '';
+      if (/^(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH)$/.test(code)) return new UpstreamError('connect', `cannot connect: ${code}`);
+      return new UpstreamError('protocol', `upstream connection failed: ${code || (err as Error).message}`);
+    };
+
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.pool.request({
+        path,
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...headers },
+        body,
+        signal: controller.signal,
+        headersTimeout: t.first_byte_ms,
+        bodyTimeout: t.idle_ms,
+      });
+    } catch (err) {
+      done();
+      throw explain(err);
+    }
+    if (res.statusCode < 200 || res.statusCode >= 300) {
+      const excerpt = await readExcerpt(res.body).catch(() => '');
+      done();
+      throw new UpstreamError('status', `upstream answered HTTP ${res.statusCode}`, res.statusCode, excerpt);
+    }
+    return {
+      body: res.body,
+      firstEvent: () => {
+        clearTimeout(firstByte);
+        firstByte = undefined;
+      },
+      done,
+      explain,
+    };
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+}
+
+async function readExcerpt(body: Dispatcher.ResponseData['body']): Promise<string> {
+  let text = '';
+  for await (const chunk of body) {
+    text += (chunk as Buffer).toString('utf8');
+    if (text.length >= ERROR_BODY_LOG_BYTES) {
+      body.destroy();
+      break;
+    }
+  }
+  return text.slice(0, ERROR_BODY_LOG_BYTES).replace(/\s+/g, ' ');
+}

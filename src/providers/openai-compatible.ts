@@ -1,0 +1,121 @@
+import type { ProviderConfig } from '../router/catalog.ts';
+import { UpstreamHttp } from './http.ts';
+import { readSse } from './sse.ts';
+import {
+  UpstreamError,
+  type ChatRequest,
+  type FinishReason,
+  type Provider,
+  type ProviderEvent,
+  type ResponseFormat,
+  type UpstreamUsage,
+} from './types.ts';
+
+/**
+ * Chat completions, streamed, for vLLM, Ollama, Mistral, llama.cpp and other
+ * OpenAI-compatible servers. Always asks for the usage chunk.
+ */
+
+interface ChatChunk {
+  choices?: { delta?: { content?: string | null }; finish_reason?: string | null }[];
+  usage?: {
+    prompt_tokens?: number;
+    completion_tokens?: number;
+    prompt_tokens_details?: { cached_tokens?: number } | null;
+    completion_tokens_details?: { reasoning_tokens?: number } | null;
+  } | null;
+  error?: { message?: string; code?: string | number } | string;
+}
+
+function responseFormat(format: ResponseFormat | undefined) {
+  if (format === undefined) return undefined;
+  if (format.type === 'json_object') return { type: 'json_object' };
+  const { name, schema, strict, description } = format;
+  return { type: 'json_schema', json_schema: { name, schema, ...(strict === undefined ? {} : { strict }), ...(description === undefined ? {} : { description }) } };
+}
+
+export function chatBody(request: ChatRequest): string {
+  return JSON.stringify({
+    model: request.model,
+    messages: request.messages,
+    stream: true,
+    stream_options: { include_usage: true },
+    max_tokens: request.maxOutputTokens,
+    ...(request.temperature === undefined ? {} : { temperature: request.temperature }),
+    ...(request.topP === undefined ? {} : { top_p: request.topP }),
+    ...(request.responseFormat === undefined ? {} : { response_format: responseFormat(request.responseFormat) }),
+  });
+}
+
+const FINISH: Record<string, FinishReason> = {
+  stop: 'stop',
+  length: 'length',
+  content_filter: 'content_filter',
+  tool_calls: 'tool_calls',
+  function_call: 'tool_calls',
+};
+
+const count = (n: unknown) => (typeof n === 'number' && Number.isFinite(n) && n >= 0 ? Math.floor(n) : 0);
+
+function usageOf(u: NonNullable<ChatChunk['usage']>): UpstreamUsage {
+  return {
+    inputTokens: count(u.prompt_tokens),
+    outputTokens: count(u.completion_tokens),
+    cachedTokens: count(u.prompt_tokens_details?.cached_tokens),
+    reasoningTokens: count(u.completion_tokens_details?.reasoning_tokens),
+  };
+}
+
+/** Events of one parsed chunk. */
+function* eventsOf(chunk: ChatChunk): Generator<ProviderEvent> {
+  if (chunk.error !== undefined) {
+    const message = typeof chunk.error === 'string' ? chunk.error : (chunk.error.message ?? 'unknown');
+    throw new UpstreamError('protocol', `upstream sent an error event: ${message}`);
+  }
+  const choice = chunk.choices?.[0];
+  const text = choice?.delta?.content;
+  if (typeof text === 'string' && text !== '') yield { type: 'text', text };
+  if (typeof choice?.finish_reason === 'string') yield { type: 'finish', reason: FINISH[choice.finish_reason] ?? 'other' };
+  if (chunk.usage) yield { type: 'usage', usage: usageOf(chunk.usage) };
+}
+
+export function createOpenAICompatibleProvider(config: ProviderConfig): Provider {
+  const http = new UpstreamHttp(config);
+  const path = http.path('chat/completions');
+  const headers = {
+    ...config.headers,
+    ...(config.apiKey === undefined ? {} : { authorization: `Bearer ${config.apiKey}` }),
+  };
+
+  return {
+    async *stream(request) {
+      const call = await http.post(path, headers, chatBody(request), request.signal);
+      let finished = false;
+      try {
+        for await (const message of readSse(call.body)) {
+          call.firstEvent();
+          if (message.data === '[DONE]') return;
+          let chunk: ChatChunk;
+          try {
+            chunk = JSON.parse(message.data) as ChatChunk;
+          } catch {
+            throw new UpstreamError('protocol', 'upstream sent an event that is not JSON');
+          }
+          for (const event of eventsOf(chunk)) {
+            if (event.type === 'finish') finished = true;
+            yield event;
+          }
+        }
+        // A stream cut short looks like a clean end; only a finish reason or [DONE] says the answer is whole.
+        if (!finished) throw new UpstreamError('protocol', 'upstream stream ended before the answer finished');
+      } catch (err) {
+        throw call.explain(err);
+      } finally {
+        call.done();
+        // Leaving early (the consumer stopped) must not leave the upstream generating.
+        if (!call.body.destroyed) call.body.destroy();
+      }
+    },
+    close: () => http.close(),
+  };
+}

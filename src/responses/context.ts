@@ -1,0 +1,77 @@
+import { randomUUID } from 'node:crypto';
+import type { Principal } from '../auth/key-auth.ts';
+import { findOwnedConversation, historyWithin, systemMessageOf } from '../conversations/store.ts';
+import type { Db } from '../db/client.ts';
+import { badRequest } from '../http/api-error.ts';
+import type { ChatMessage } from '../providers/types.ts';
+import type { ModelConfig } from '../router/catalog.ts';
+import { assertProjectMember } from '../tenancy/projects.ts';
+import { countMessageTokens, countTokens } from '../tokens.ts';
+import type { CreateRequest, InputMessage } from './request.ts';
+import { findOwnedResponse } from './store.ts';
+
+export interface ResponseContext {
+  conversationId: string;
+  /** A stateless request: its hidden conversation is created when the response is stored. */
+  newConversation: boolean;
+  messages: ChatMessage[];
+  promptTokens: number;
+  maxOutputTokens: number;
+  /** The request's input with each item's token count, as it will be stored. */
+  input: (InputMessage & { tokens: number })[];
+}
+
+const toChat = (m: InputMessage): ChatMessage => ({
+  role: m.role === 'assistant' ? 'assistant' : m.role === 'user' ? 'user' : 'system',
+  content: m.content.map((p) => p.text).join('\n'),
+});
+
+/** Which conversation this request continues, checking ownership of everything it names. */
+async function resolveConversation(db: Db, principal: Principal, req: CreateRequest): Promise<string | null> {
+  let conversationId = req.conversationId;
+  if (req.previousResponseId !== null) {
+    const previous = await findOwnedResponse(db, req.previousResponseId, principal.userId);
+    if (conversationId !== null && conversationId !== previous.conversationId) {
+      throw badRequest('conversation_mismatch', 'previous_response_id belongs to another conversation than conversation_id', 'previous_response_id');
+    }
+    conversationId = previous.conversationId;
+  }
+  if (conversationId !== null) await findOwnedConversation(db, conversationId, principal.userId);
+  return conversationId;
+}
+
+/**
+ * The prompt for one response: the system prompt (this request's
+ * instructions, else the conversation's), as much history as fits, and the
+ * input. The budget is the model's context minus the reserved output.
+ */
+export async function buildContext(db: Db, principal: Principal, req: CreateRequest, model: ModelConfig): Promise<ResponseContext> {
+  const existing = await resolveConversation(db, principal, req);
+  if (req.projectId !== null) await assertProjectMember(db, req.projectId, principal.userId);
+
+  const maxOutputTokens = Math.min(req.maxOutputTokens ?? model.max_output_tokens, model.max_output_tokens);
+  const system = req.instructions ?? (existing === null ? null : await systemMessageOf(db, existing));
+  const head: ChatMessage[] = system === null || system === '' ? [] : [{ role: 'system', content: system }];
+  const input = req.input.map((m) => ({ ...m, tokens: countTokens(toChat(m).content) }));
+  const inputMessages = input.map(toChat);
+
+  const fixed = countMessageTokens([...head, ...inputMessages]);
+  const budget = model.context_window - maxOutputTokens - fixed;
+  if (budget < 0) {
+    throw badRequest(
+      'context_length_exceeded',
+      `the input and instructions are ${fixed} tokens; this model takes ${model.context_window - maxOutputTokens} with ${maxOutputTokens} kept for the answer`,
+      'input',
+    );
+  }
+  const history = existing === null ? { messages: [], tokens: 0 } : await historyWithin(db, existing, budget);
+  const messages = [...head, ...history.messages, ...inputMessages];
+  return {
+    conversationId: existing ?? randomUUID(),
+    newConversation: existing === null,
+    messages,
+    promptTokens: fixed + history.tokens,
+    maxOutputTokens,
+    input,
+  };
+}

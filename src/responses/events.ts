@@ -1,0 +1,30 @@
+import type { MessageItem, OutputText, ResponseObject } from './object.ts';
+
+/** The SSE payloads of SPEC.md; `sequence_number` is set by the engine. */
+
+type Seq = { sequence_number: number };
+type Part = { item_id: string; output_index: number; content_index: number };
+
+export type ResponseEvent =
+  | ({ type: 'response.created'; response: ResponseObject } & Seq)
+  | ({ type: 'response.in_progress'; response: ResponseObject } & Seq)
+  | ({ type: 'response.completed'; response: ResponseObject } & Seq)
+  | ({ type: 'response.output_item.added'; output_index: number; item: MessageItem } & Seq)
+  | ({ type: 'response.output_item.done'; output_index: number; item: MessageItem } & Seq)
+  | ({ type: 'response.content_part.added'; part: OutputText } & Part & Seq)
+  | ({ type: 'response.content_part.done'; part: OutputText } & Part & Seq)
+  | ({ type: 'response.output_text.delta'; delta: string; logprobs: unknown[] } & Part & Seq)
+  | ({ type: 'response.output_text.done'; text: string; logprobs: unknown[] } & Part & Seq)
+  | ({ type: 'response.routing.completed'; model_id: string; category: string; reason: string } & Seq)
+  | ({
+      type: 'error';
+      code: string;
+      message: string;
+      param: null;
+      error: { type: string; code: string; message: string; param: null };
+    } & Seq);
+
+export type EventPayload = ResponseEvent extends infer E ? (E extends ResponseEvent ? Omit<E, 'sequence_number'> : never) : never;
+
+/** The last event of a stream: after it the connection closes. */
+export const isTerminal = (e: ResponseEvent) => e.type === 'response.completed' || e.type === 'error';

@@ -1,0 +1,166 @@
+import { z } from 'zod';
+import { badRequest, type ApiError } from '../http/api-error.ts';
+import type { ResponseFormat } from '../providers/types.ts';
+
+/**
+ * POST /v1/responses request body (SPEC.md). Unknown fields are ignored, so
+ * clients can send newer OpenAI fields; every rejection has its own code and param.
+ */
+
+const MAX_ITEMS = 2048;
+const MAX_PARTS = 256;
+
+const textPart = z.object({ type: z.enum(['input_text', 'output_text']), text: z.string() });
+const filePart = z.object({ type: z.literal('input_file'), file_id: z.string().optional() });
+const part = z.discriminatedUnion('type', [textPart, filePart]);
+
+const item = z.object({
+  type: z.literal('message').optional(),
+  role: z.enum(['user', 'assistant', 'system', 'developer']).default('user'),
+  content: z.union([z.string(), z.array(part).max(MAX_PARTS)]),
+});
+
+const uuidOrNull = z.uuid().nullish();
+
+const textFormat = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('text') }),
+  z.object({ type: z.literal('json_object') }),
+  z.object({
+    type: z.literal('json_schema'),
+    name: z.string().min(1).max(64),
+    schema: z.record(z.string(), z.unknown()),
+    strict: z.boolean().nullish(),
+    description: z.string().optional(),
+  }),
+]);
+
+export const createResponseBody = z
+  .object({
+    model: z.string().max(256).default('auto'),
+    input: z.union([z.string(), z.array(item).max(MAX_ITEMS)]),
+    stream: z.boolean().nullish(),
+    instructions: z.string().nullish(),
+    conversation_id: uuidOrNull,
+    project_id: uuidOrNull,
+    previous_response_id: uuidOrNull,
+    temperature: z.number().min(0).max(2).nullish(),
+    top_p: z.number().min(0).max(1).nullish(),
+    max_output_tokens: z.number().int().min(1).nullish(),
+    metadata: z
+      .record(z.string().max(64), z.string().max(512))
+      .refine((m) => Object.keys(m).length <= 16, { error: 'at most 16 pairs' })
+      .nullish(),
+    store: z.boolean().nullish(),
+    user: z.string().max(256).nullish(),
+    text: z.object({ format: textFormat.optional() }).nullish(),
+    tools: z.array(z.unknown()).nullish(),
+    tool_choice: z.unknown().optional(),
+    parallel_tool_calls: z.boolean().nullish(),
+    reasoning: z.object({ effort: z.string().nullish(), summary: z.string().nullish() }).nullish(),
+    stream_options: z.object({ include_routing: z.boolean().optional() }).nullish(),
+  })
+  .meta({ id: 'CreateResponseRequest' });
+
+export type InputRole = 'user' | 'assistant' | 'system' | 'developer';
+
+export interface InputMessage {
+  role: InputRole;
+  /** The text parts, as stored in the conversation. */
+  content: { type: 'input_text' | 'output_text'; text: string }[];
+}
+
+export interface CreateRequest {
+  input: InputMessage[];
+  stream: boolean;
+  instructions: string | null;
+  conversationId: string | null;
+  projectId: string | null;
+  previousResponseId: string | null;
+  temperature: number | null;
+  topP: number | null;
+  maxOutputTokens: number | null;
+  metadata: Record<string, string>;
+  responseFormat: ResponseFormat | undefined;
+  toolChoice: unknown;
+  parallelToolCalls: boolean;
+  includeRouting: boolean;
+}
+
+const CODE_BY_FIELD: Record<string, string> = {
+  conversation_id: 'invalid_uuid',
+  project_id: 'invalid_uuid',
+  previous_response_id: 'invalid_uuid',
+  text: 'invalid_text_format',
+};
+
+/** `['input', 0, 'content', 1]` → `input[0].content[1]`. */
+function paramOf(path: PropertyKey[]): string {
+  return path.reduce<string>((acc, p) => (typeof p === 'number' ? `${acc}[${p}]` : acc ? `${acc}.${String(p)}` : String(p)), '');
+}
+
+function rejection(issue: z.core.$ZodIssue): ApiError {
+  const field = String(issue.path[0] ?? 'body');
+  const param = paramOf(issue.path);
+  if (field === 'input') {
+    if (issue.path.at(-1) === 'role') return badRequest('invalid_role', `${param} must be user, assistant, system or developer`, param);
+    if (issue.path.length > 3 && issue.path[2] === 'content') {
+      return badRequest('invalid_content_type', `${param}: content parts are {type:"input_text", text} or {type:"input_file", file_id}`, param);
+    }
+    return badRequest('invalid_input', `${param}: input is a non-empty string or a non-empty list of message items`, param);
+  }
+  const code = CODE_BY_FIELD[field] ?? `invalid_${field}`;
+  const message = code === 'invalid_uuid' ? `${param} must be a UUID` : `${param}: ${issue.message}`;
+  return badRequest(code, message, param);
+}
+
+function textOf(content: z.infer<typeof item>['content'], param: string): InputMessage['content'] {
+  if (typeof content === 'string') return [{ type: 'input_text', text: content }];
+  return content.map((p, j) => {
+    if (p.type === 'input_file') {
+      throw badRequest('unsupported_content_type', 'input_file parts are not supported by this server yet', `${param}.content[${j}]`);
+    }
+    return p;
+  });
+}
+
+/** Validates and normalises a request body, or throws the first problem as a 400. */
+export function parseCreateRequest(body: unknown): CreateRequest {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw badRequest('invalid_json', 'the request body must be a JSON object');
+  }
+  const raw = (body as { input?: unknown }).input;
+  if (raw === undefined || raw === null) throw badRequest('input_required', 'input is required', 'input');
+  const parsed = createResponseBody.safeParse(body);
+  if (!parsed.success) throw rejection(parsed.error.issues[0]!);
+  const b = parsed.data;
+
+  const input: InputMessage[] =
+    typeof b.input === 'string'
+      ? [{ role: 'user', content: [{ type: 'input_text', text: b.input }] }]
+      : b.input.map((it, i) => ({ role: it.role, content: textOf(it.content, `input[${i}]`) }));
+  const hasText = input.some((m) => m.content.some((p) => p.text.trim() !== ''));
+  if (!hasText) throw badRequest('input_required', 'input must contain some text', 'input');
+
+  const format = b.text?.format;
+  return {
+    input,
+    stream: b.stream ?? true,
+    instructions: b.instructions ?? null,
+    conversationId: b.conversation_id ?? null,
+    projectId: b.project_id ?? null,
+    previousResponseId: b.previous_response_id ?? null,
+    temperature: b.temperature ?? null,
+    topP: b.top_p ?? null,
+    maxOutputTokens: b.max_output_tokens ?? null,
+    metadata: b.metadata ?? {},
+    responseFormat:
+      format === undefined || format.type === 'text'
+        ? undefined
+        : format.type === 'json_object'
+          ? { type: 'json_object' }
+          : { type: 'json_schema', name: format.name, schema: format.schema, strict: format.strict ?? undefined, description: format.description },
+    toolChoice: b.tool_choice ?? 'auto',
+    parallelToolCalls: b.parallel_tool_calls ?? true,
+    includeRouting: b.stream_options?.include_routing === true,
+  };
+}

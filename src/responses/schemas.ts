@@ -1,0 +1,54 @@
+import { z } from 'zod';
+
+/** The response object for the OpenAPI document and for serialising `stream: false` answers. */
+
+const outputText = z.object({
+  type: z.literal('output_text'),
+  text: z.string(),
+  annotations: z.array(z.unknown()),
+  logprobs: z.array(z.unknown()),
+});
+
+const messageItem = z.object({
+  id: z.string(),
+  type: z.literal('message'),
+  role: z.literal('assistant'),
+  status: z.enum(['in_progress', 'completed', 'incomplete']),
+  content: z.array(outputText),
+});
+
+const usage = z.object({
+  input_tokens: z.number().int(),
+  input_tokens_details: z.object({ cached_tokens: z.number().int() }),
+  output_tokens: z.number().int(),
+  output_tokens_details: z.object({ reasoning_tokens: z.number().int() }),
+  total_tokens: z.number().int(),
+});
+
+export const responseObjectSchema = z
+  .object({
+    id: z.uuid(),
+    object: z.literal('response'),
+    created_at: z.number().int().describe('Unix epoch milliseconds'),
+    completed_at: z.number().int().nullable().describe('Unix epoch milliseconds'),
+    status: z.enum(['in_progress', 'completed', 'failed', 'incomplete']),
+    model: z.string().describe('The concrete model that answered'),
+    output: z.array(messageItem),
+    output_text: z.string().describe('The text of every message item, concatenated'),
+    usage: usage.nullable(),
+    conversation_id: z.uuid(),
+    conversation: z.object({ id: z.uuid() }),
+    project_id: z.uuid().nullable(),
+    instructions: z.string().nullable(),
+    metadata: z.record(z.string(), z.string()),
+    error: z.object({ code: z.string(), message: z.string() }).nullable(),
+    incomplete_details: z.object({ reason: z.string() }).nullable(),
+    previous_response_id: z.uuid().nullable(),
+    tools: z.array(z.unknown()),
+    tool_choice: z.unknown(),
+    parallel_tool_calls: z.boolean(),
+    temperature: z.number().nullable(),
+    top_p: z.number().nullable(),
+    max_output_tokens: z.number().int().nullable(),
+  })
+  .meta({ id: 'Response' });

@@ -1,0 +1,66 @@
+import type { ServerResponse } from 'node:http';
+import { isTerminal, type ResponseEvent } from './events.ts';
+
+/** SPEC.md: a comment line while silent for this long, so proxies keep the connection. */
+export const KEEP_ALIVE_MS = 15_000;
+
+export const SSE_HEADERS = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-cache',
+  'x-accel-buffering': 'no',
+};
+
+/** SPEC.md framing: `event: message`, one-line JSON, a blank line; no `id:`, no `[DONE]`. */
+export const frame = (event: ResponseEvent) => `event: message\ndata: ${JSON.stringify(event)}\n\n`;
+
+export interface SseOptions {
+  /** Runs before the terminal event is written (the response is stored first, so a retrieve right after it works). */
+  beforeTerminal: (event: ResponseEvent) => Promise<ResponseEvent>;
+  keepAliveMs?: number;
+}
+
+/**
+ * Writes events to a raw response whose headers are already sent. Waits for
+ * 'drain' when the socket is full, so a slow client slows the upstream read
+ * instead of filling memory. Ends the response after the terminal event.
+ */
+export async function writeEvents(res: ServerResponse, events: AsyncIterable<ResponseEvent>, opts: SseOptions): Promise<void> {
+  const keepAliveMs = opts.keepAliveMs ?? KEEP_ALIVE_MS;
+  let lastWrite = Date.now();
+  const gone = () => res.destroyed || res.writableEnded;
+
+  const write = async (chunk: string) => {
+    if (gone()) return;
+    lastWrite = Date.now();
+    if (!res.write(chunk)) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          res.off('drain', done);
+          res.off('close', done);
+          resolve();
+        };
+        res.on('drain', done);
+        res.on('close', done);
+      });
+    }
+  };
+
+  const keepAlive = setInterval(() => {
+    if (!gone() && Date.now() - lastWrite >= keepAliveMs) {
+      lastWrite = Date.now();
+      res.write(': keep-alive\n\n');
+    }
+  }, Math.max(10, Math.floor(keepAliveMs / 3)));
+  try {
+    for await (const event of events) {
+      if (isTerminal(event)) {
+        await write(frame(await opts.beforeTerminal(event)));
+        break;
+      }
+      await write(frame(event));
+    }
+  } finally {
+    clearInterval(keepAlive);
+    if (!gone()) res.end();
+  }
+}

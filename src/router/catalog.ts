@@ -1,0 +1,92 @@
+import { z } from 'zod';
+
+/**
+ * Providers and models, from the `EUGPT_CONFIG` file. A model is what clients
+ * see in `model`; its provider is the upstream server that runs it.
+ */
+
+const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$/, {
+  error: 'must be 1-100 letters, digits, dots, dashes, colons or underscores',
+});
+const ms = (def: number) => z.number().int().min(1).max(3_600_000).default(def);
+
+export const timeoutsSchema = z
+  .strictObject({
+    /** TCP/TLS connect. */
+    connect_ms: ms(10_000),
+    /** From sending the request to the first streamed event (prompt processing included). */
+    first_byte_ms: ms(120_000),
+    /** The longest silence between two streamed chunks. */
+    idle_ms: ms(60_000),
+    /** The whole upstream call. */
+    total_ms: ms(600_000),
+  })
+  .prefault({});
+
+export const providerSchema = z.strictObject({
+  id,
+  type: z.enum(['openai-compatible']),
+  base_url: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }),
+  /** Name of the environment variable that holds the API key; the key itself never sits in the file. */
+  api_key_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional(),
+  headers: z.record(z.string(), z.string()).default({}),
+  timeouts: timeoutsSchema,
+  /** Upstream connections kept per provider. */
+  max_connections: z.number().int().min(1).max(1024).default(64),
+});
+
+export const modelSchema = z.strictObject({
+  id,
+  provider: id,
+  upstream_model: z.string().min(1),
+  categories: z.array(z.string().min(1)).min(1).default(['general']),
+  context_window: z.number().int().min(256).default(8192),
+  max_output_tokens: z.number().int().min(1).default(4096),
+  price: z.strictObject({ input: z.number().min(0), output: z.number().min(0) }).default({ input: 0, output: 0 }),
+  enabled: z.boolean().default(true),
+});
+
+export const catalogSchema = {
+  providers: z.array(providerSchema).default([]),
+  models: z.array(modelSchema).default([]),
+};
+
+export type ProviderConfig = z.infer<typeof providerSchema> & { apiKey: string | undefined };
+export type ModelConfig = z.infer<typeof modelSchema>;
+
+export interface Catalog {
+  providers: ProviderConfig[];
+  models: ModelConfig[];
+}
+
+/** Cross-entry checks, each message naming the entry at fault. */
+export function checkCatalog(catalog: { providers: z.infer<typeof providerSchema>[]; models: ModelConfig[] }): string[] {
+  const problems: string[] = [];
+  const providerIds = new Set<string>();
+  catalog.providers.forEach((p, i) => {
+    if (providerIds.has(p.id)) problems.push(`providers[${i}] (${p.id}): duplicate provider id`);
+    providerIds.add(p.id);
+  });
+  const modelIds = new Set<string>();
+  catalog.models.forEach((m, i) => {
+    if (m.id === 'auto') problems.push(`models[${i}]: "auto" is reserved for the router`);
+    if (modelIds.has(m.id)) problems.push(`models[${i}] (${m.id}): duplicate model id`);
+    modelIds.add(m.id);
+    if (!providerIds.has(m.provider)) problems.push(`models[${i}] (${m.id}): provider "${m.provider}" is not defined under providers`);
+    if (m.max_output_tokens >= m.context_window) {
+      problems.push(`models[${i}] (${m.id}): max_output_tokens must be smaller than context_window`);
+    }
+  });
+  return problems;
+}
+
+/** Until the router exists, the first enabled model serves every request (issue 3). */
+export function defaultModel(catalog: Catalog): ModelConfig | undefined {
+  return catalog.models.find((m) => m.enabled);
+}
+
+export function providerOf(catalog: Catalog, model: ModelConfig): ProviderConfig {
+  const provider = catalog.providers.find((p) => p.id === model.provider);
+  if (provider === undefined) throw new Error(`model ${model.id}: unknown provider ${model.provider}`);
+  return provider;
+}
