@@ -64,6 +64,7 @@ async function play(script: Script, seen: SeenRequest, res: ServerResponse) {
     if (i > 0 && script.delayBetweenMs !== undefined) await sleep(script.delayBetweenMs);
     if (res.destroyed) return;
     if (script.dropAfter === i) {
+      await sleep(50); // let what was written reach the client first
       res.socket?.destroy();
       return;
     }

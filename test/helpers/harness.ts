@@ -1,0 +1,92 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { stringify } from 'yaml';
+import { buildApp } from '../../src/app.ts';
+import { loadConfig } from '../../src/config.ts';
+import type { Database } from '../../src/db/client.ts';
+import { ADMIN_TOKEN, createTenant, type Tenant } from './app.ts';
+import { openTestDatabase } from './db.ts';
+import { startFakeUpstream, type FakeUpstream, type Script } from './fake-openai.ts';
+
+export interface Harness {
+  database: Database;
+  upstream: FakeUpstream;
+  app: FastifyInstance;
+  /** http://127.0.0.1:port */
+  origin: string;
+  tenant: Tenant;
+  close(): Promise<void>;
+}
+
+export interface HarnessOptions {
+  fallback?: Script;
+  model?: Record<string, unknown>;
+  timeouts?: Record<string, number>;
+  keepAliveMs?: number;
+  env?: Record<string, string>;
+}
+
+/** Writes an EUGPT_CONFIG file with one provider (the fake) and one model. */
+export function writeConfig(upstreamUrl: string, opts: HarnessOptions = {}): string {
+  const path = join(mkdtempSync(join(tmpdir(), 'eugpt-cfg-')), 'eugpt.yaml');
+  const config = {
+    providers: [
+      { id: 'local', type: 'openai-compatible', base_url: upstreamUrl, api_key_env: 'FAKE_UPSTREAM_KEY', ...(opts.timeouts ? { timeouts: opts.timeouts } : {}) },
+    ],
+    models: [
+      {
+        id: 'llama-small',
+        provider: 'local',
+        upstream_model: 'llama3.2:3b',
+        categories: ['fast', 'general'],
+        context_window: 32768,
+        max_output_tokens: 4096,
+        price: { input: 0.1, output: 0.3 },
+        ...opts.model,
+      },
+    ],
+  };
+  writeFileSync(path, stringify(config));
+  return path;
+}
+
+export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
+  const database = await openTestDatabase();
+  const upstream = await startFakeUpstream(opts.fallback);
+  const config = loadConfig({
+    EUGPT_ADMIN_TOKEN: ADMIN_TOKEN,
+    EUGPT_CONFIG: writeConfig(upstream.url, opts),
+    FAKE_UPSTREAM_KEY: 'sk-upstream-secret',
+    ...opts.env,
+  });
+  const app = await buildApp({ config, database, logger: false, responses: { keepAliveMs: opts.keepAliveMs } });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const origin = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  const tenant = await createTenant(app);
+  return {
+    database,
+    upstream,
+    app,
+    origin,
+    tenant,
+    async close() {
+      await app.close();
+      await upstream.close();
+      await database.close();
+    },
+  };
+}
+
+/** Polls until `check` returns a value, for effects that finish just after a response ends. */
+export async function eventually<T>(check: () => Promise<T | undefined>, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
