@@ -2,6 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { ConfigError, loadCliConfig, loadConfig } from '../src/config.ts';
 
 const fileWith = (name: string, text: string) => {
@@ -57,6 +58,40 @@ describe('config', () => {
     const broken = fileWith('broken.yaml', 'a: [1,\n');
     expect(() => loadConfig({ EUGPT_CONFIG: broken })).toThrow(/not valid YAML or JSON/);
     expect(() => loadConfig({ EUGPT_CONFIG: '/nonexistent/eugpt.yaml' })).toThrow(/cannot read/);
+  });
+
+  const issueYaml = `providers:
+  - id: local
+    type: openai-compatible
+    base_url: http://127.0.0.1:11434/v1
+    api_key_env: LOCAL_API_KEY        # optional
+models:
+  - id: llama-small
+    provider: local
+    upstream_model: llama3.2:3b
+    categories: [fast, general]
+    context_window: 32768
+    max_output_tokens: 4096
+    price: { input: 0.1, output: 0.3 }
+`;
+
+  it('reads providers and models in the documented shape, YAML or JSON, with the key from the environment', () => {
+    const yaml = loadConfig({ EUGPT_CONFIG: fileWith('c.yaml', issueYaml), LOCAL_API_KEY: 'sk-1' }).catalog;
+    expect(yaml.providers[0]).toMatchObject({ id: 'local', apiKey: 'sk-1', timeouts: { connect_ms: 10_000 }, max_connections: 64 });
+    expect(yaml.models[0]).toMatchObject({ id: 'llama-small', upstream_model: 'llama3.2:3b', enabled: true, price: { input: 0.1, output: 0.3 } });
+    const json = loadConfig({ EUGPT_CONFIG: fileWith('c.json', JSON.stringify(parseYaml(issueYaml))), LOCAL_API_KEY: 'sk-1' });
+    expect(json.catalog).toEqual(yaml);
+  });
+
+  it.each([
+    ['a missing API key variable', issueYaml, {}, /providers\[0\] \(local\): environment variable LOCAL_API_KEY/],
+    ['an unknown provider', issueYaml.replace('provider: local', 'provider: remote'), { LOCAL_API_KEY: 'k' }, /models\[0\] \(llama-small\): provider "remote"/],
+    ['a non-http base URL', issueYaml.replace('http://127.0.0.1:11434/v1', 'ftp://x'), { LOCAL_API_KEY: 'k' }, /providers\[0\]\.base_url/],
+    ['an unknown provider type', issueYaml.replace('openai-compatible', 'magic'), { LOCAL_API_KEY: 'k' }, /providers\[0\]\.type/],
+    ['output as large as the context', issueYaml.replace('4096', '32768'), { LOCAL_API_KEY: 'k' }, /max_output_tokens must be smaller/],
+    ['a model called auto', issueYaml.replace('id: llama-small', 'id: auto'), { LOCAL_API_KEY: 'k' }, /reserved/],
+  ])('names the entry at fault for %s', (_name, text, env, pattern) => {
+    expect(() => loadConfig({ EUGPT_CONFIG: fileWith('c.yaml', text), ...env })).toThrow(pattern);
   });
 
   it('gives the CLI its server URL from EUGPT_URL or PORT', () => {

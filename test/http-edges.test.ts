@@ -6,13 +6,15 @@ import type { Database } from '../src/db/client.ts';
 import { openDatabase } from '../src/db/client.ts';
 import { adminHeaders, bearer, createTenant, testApp } from './helpers/app.ts';
 import { openTestDatabase } from './helpers/db.ts';
+import { writeConfig } from './helpers/harness.ts';
 
 let database: Database;
 let app: FastifyInstance;
 
 beforeAll(async () => {
   database = await openTestDatabase();
-  app = await testApp(database, { EUGPT_BODY_LIMIT: '4096' });
+  // A configured model (never called here) makes the server ready.
+  app = await testApp(database, { EUGPT_BODY_LIMIT: '4096', EUGPT_CONFIG: writeConfig('http://127.0.0.1:9/v1'), FAKE_UPSTREAM_KEY: 'k' });
 });
 afterAll(async () => {
   await app.close();
@@ -88,7 +90,7 @@ describe('errors in the envelope', () => {
       expect(JSON.stringify(body)).not.toMatch(/stack|at .*\.ts|pglite|pool|postgres/i);
       const ready = await broken.inject({ method: 'GET', url: '/readyz' });
       expectEnvelope(ready, 503, 'server_error', 'not_ready');
-      expect(ready.json().checks).toEqual({ database: 'unreachable' });
+      expect(ready.json().checks).toMatchObject({ database: 'unreachable' });
     } finally {
       await broken.close();
     }
@@ -98,7 +100,7 @@ describe('errors in the envelope', () => {
 describe('health', () => {
   it('answers /healthz and /readyz without auth', async () => {
     expect((await app.inject({ method: 'GET', url: '/healthz' })).json()).toEqual({ status: 'ok' });
-    expect((await app.inject({ method: 'GET', url: '/readyz' })).json()).toEqual({ status: 'ready', checks: { database: 'ok' } });
+    expect((await app.inject({ method: 'GET', url: '/readyz' })).json()).toEqual({ status: 'ready', checks: { database: 'ok', models: 'ok' } });
   });
 });
 

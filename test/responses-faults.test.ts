@@ -31,9 +31,11 @@ async function storedResponses() {
   return h.database.db.select().from(responses).where(eq(responses.userId, h.tenant.userId));
 }
 
-async function latestStored(status?: string) {
+async function latestStored(status?: string, since = 0) {
   const rows = await storedResponses();
-  const sorted = rows.filter((r) => status === undefined || r.status === status).sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime());
+  const sorted = rows
+    .filter((r) => (status === undefined || r.status === status) && r.createdAt.getTime() >= since)
+    .sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime());
   return sorted[0];
 }
 
@@ -159,6 +161,7 @@ describe('a client that disconnects mid-stream', () => {
   it('aborts the upstream call and stores the response as incomplete with its usage', async () => {
     h.upstream.queue.push({ chunks: Array.from({ length: 200 }, (_, i) => `w${i} `), delayBetweenMs: 20 });
     const seenBefore = h.upstream.requests.length;
+    const started = Date.now() - 1;
     await new Promise<void>((resolve, reject) => {
       const req = request(
         `${h.origin}/v1/responses`,
@@ -181,7 +184,7 @@ describe('a client that disconnects mid-stream', () => {
     await upstreamCall.closed;
     expect(upstreamCall.finished).toBe(false);
 
-    const stored = await eventually(async () => latestStored('incomplete'));
+    const stored = await eventually(async () => latestStored('incomplete', started));
     const body = stored.body as ResponseObject;
     expect(body.status).toBe('incomplete');
     expect(body.incomplete_details).toEqual({ reason: 'client_disconnected' });

@@ -43,8 +43,13 @@ const MAX_SCANNED = 4000;
  * response only), and the items of failed responses are left out.
  */
 export async function historyWithin(db: Db, conversationId: string, budget: number): Promise<{ messages: ChatMessage[]; tokens: number }> {
-  const picked: ChatMessage[] = [];
+  const picked: (ChatMessage & { cost: number })[] = [];
   let used = 0;
+  const window = () => {
+    // A cut window must not open with an answer whose question was left out.
+    while (picked.at(-1)?.role === 'assistant') used -= picked.pop()!.cost;
+    return { messages: picked.reverse().map(({ role, content }) => ({ role, content })), tokens: used };
+  };
   for (let offset = 0; offset < MAX_SCANNED; offset += PAGE) {
     const rows = await db
       .select({ role: conversationItems.role, content: conversationItems.content, tokens: conversationItems.tokens })
@@ -62,11 +67,11 @@ export async function historyWithin(db: Db, conversationId: string, budget: numb
       .offset(offset);
     for (const row of rows) {
       const cost = row.tokens + 4;
-      if (used + cost > budget) return { messages: picked.reverse(), tokens: used };
+      if (used + cost > budget) return window();
       used += cost;
-      picked.push({ role: row.role === 'assistant' ? 'assistant' : 'user', content: textOfContent(row.content as StoredContent) });
+      picked.push({ role: row.role === 'assistant' ? 'assistant' : 'user', content: textOfContent(row.content as StoredContent), cost });
     }
-    if (rows.length < PAGE) break;
+    if (rows.length < PAGE) return { messages: picked.reverse().map(({ role, content }) => ({ role, content })), tokens: used };
   }
-  return { messages: picked.reverse(), tokens: used };
+  return window();
 }

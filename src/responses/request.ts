@@ -98,7 +98,20 @@ function paramOf(path: PropertyKey[]): string {
   return path.reduce<string>((acc, p) => (typeof p === 'number' ? `${acc}[${p}]` : acc ? `${acc}.${String(p)}` : String(p)), '');
 }
 
-function rejection(issue: z.core.$ZodIssue): ApiError {
+/**
+ * A string-or-list field fails as one union issue; the useful problem is
+ * inside the branch that got furthest (the longest path), so descend into it.
+ */
+function innermost(issue: z.core.$ZodIssue): z.core.$ZodIssue {
+  if (issue.code !== 'invalid_union') return issue;
+  const candidates = issue.errors.map((branch) => branch[0]).filter((i): i is z.core.$ZodIssue => i !== undefined);
+  const best = candidates.sort((a, b) => b.path.length - a.path.length)[0];
+  if (best === undefined || best.path.length === 0) return issue;
+  return innermost({ ...best, path: [...issue.path, ...best.path] });
+}
+
+function rejection(found: z.core.$ZodIssue): ApiError {
+  const issue = innermost(found);
   const field = String(issue.path[0] ?? 'body');
   const param = paramOf(issue.path);
   if (field === 'input') {

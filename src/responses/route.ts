@@ -168,7 +168,7 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
         response: { 200: responseObjectSchema, ...errorResponses(400, 401, 403, 404, 413, 502, 503, 504) },
       },
       // The body is parsed by parseCreateRequest, which gives each rejection its own code.
-      validatorCompiler: () => (data) => ({ value: data }),
+      validatorCompiler: () => (data: unknown) => ({ value: data }),
     },
     async (req, reply) => create(req, reply, parseCreateRequest(req.body)),
   );

@@ -91,7 +91,7 @@ export async function saveResponse(db: Db, rec: SaveRecord): Promise<void> {
     });
 
     const items = [
-      ...rec.context.input.map((m) => ({ role: m.role as string, content: m.content, tokens: m.tokens })),
+      ...rec.context.input.map((m) => ({ role: m.role, content: m.content, tokens: m.tokens })),
       ...body.output
         .filter((item) => item.content.some((p) => p.text !== ''))
         .map((item) => ({

@@ -1,0 +1,112 @@
+import { randomUUID } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { ApiError } from '../src/http/api-error.ts';
+import { parseCreateRequest } from '../src/responses/request.ts';
+
+function rejection(body: unknown): { code: string; param: string | null; status: number } {
+  try {
+    parseCreateRequest(body);
+  } catch (err) {
+    if (err instanceof ApiError) return { code: err.code, param: err.param, status: err.status };
+    throw err;
+  }
+  throw new Error('accepted');
+}
+
+describe('POST /v1/responses request parsing', () => {
+  it('turns a string into one user message and applies the defaults', () => {
+    expect(parseCreateRequest({ input: 'Hello' })).toEqual({
+      input: [{ role: 'user', content: [{ type: 'input_text', text: 'Hello' }] }],
+      stream: true,
+      instructions: null,
+      conversationId: null,
+      projectId: null,
+      previousResponseId: null,
+      temperature: null,
+      topP: null,
+      maxOutputTokens: null,
+      metadata: {},
+      responseFormat: undefined,
+      toolChoice: 'auto',
+      parallelToolCalls: true,
+      includeRouting: false,
+    });
+  });
+
+  it('accepts items with string or part content, and roles defaulting to user', () => {
+    const r = parseCreateRequest({
+      input: [
+        { content: 'plain' },
+        { role: 'assistant', type: 'message', content: [{ type: 'output_text', text: 'earlier answer' }] },
+        { role: 'developer', content: [{ type: 'input_text', text: 'be short' }, { type: 'input_text', text: 'and kind' }] },
+      ],
+      stream: false,
+    });
+    expect(r.input.map((m) => m.role)).toEqual(['user', 'assistant', 'developer']);
+    expect(r.input[2]!.content).toHaveLength(2);
+    expect(r.stream).toBe(false);
+  });
+
+  it('ignores fields it does not know and accepts the OpenAI fields', () => {
+    const r = parseCreateRequest({
+      input: 'x',
+      model: 'gpt-5-ultra',
+      some_future_field: { deep: true },
+      temperature: 0.2,
+      top_p: 0.9,
+      max_output_tokens: 100,
+      metadata: { team: 'audit' },
+      store: false,
+      user: 'u-1',
+      tools: [{ type: 'web_search' }],
+      tool_choice: 'none',
+      parallel_tool_calls: false,
+      reasoning: { effort: 'high' },
+      text: { format: { type: 'json_schema', name: 'answer', schema: { type: 'object' }, strict: true } },
+      stream_options: { include_routing: true },
+    });
+    expect(r).toMatchObject({
+      temperature: 0.2,
+      topP: 0.9,
+      maxOutputTokens: 100,
+      metadata: { team: 'audit' },
+      toolChoice: 'none',
+      parallelToolCalls: false,
+      includeRouting: true,
+      responseFormat: { type: 'json_schema', name: 'answer', schema: { type: 'object' }, strict: true },
+    });
+    expect(parseCreateRequest({ input: 'x', text: { format: { type: 'json_object' } } }).responseFormat).toEqual({ type: 'json_object' });
+    expect(parseCreateRequest({ input: 'x', text: { format: { type: 'text' } } }).responseFormat).toBeUndefined();
+  });
+
+  it.each([
+    ['no input', {}, 'input_required', 'input'],
+    ['null input', { input: null }, 'input_required', 'input'],
+    ['an empty string', { input: '' }, 'input_required', 'input'],
+    ['blank text only', { input: [{ content: '   ' }] }, 'input_required', 'input'],
+    ['an empty list', { input: [] }, 'input_required', 'input'],
+    ['a number', { input: 42 }, 'invalid_input', 'input'],
+    ['an unknown role', { input: [{ role: 'robot', content: 'x' }] }, 'invalid_role', 'input[0].role'],
+    ['an unknown part type', { input: [{ content: [{ type: 'input_image', image_url: 'x' }] }] }, 'invalid_content_type', 'input[0].content[0].type'],
+    ['a file part', { input: [{ content: [{ type: 'input_text', text: 'see' }, { type: 'input_file', file_id: randomUUID() }] }] }, 'unsupported_content_type', 'input[0].content[1]'],
+    ['a non-boolean stream', { input: 'x', stream: 'yes' }, 'invalid_stream', 'stream'],
+    ['a malformed conversation_id', { input: 'x', conversation_id: 'abc' }, 'invalid_uuid', 'conversation_id'],
+    ['a malformed project_id', { input: 'x', project_id: 'abc' }, 'invalid_uuid', 'project_id'],
+    ['a malformed previous_response_id', { input: 'x', previous_response_id: 'resp_1' }, 'invalid_uuid', 'previous_response_id'],
+    ['temperature above 2', { input: 'x', temperature: 3 }, 'invalid_temperature', 'temperature'],
+    ['top_p above 1', { input: 'x', top_p: 1.5 }, 'invalid_top_p', 'top_p'],
+    ['max_output_tokens of 0', { input: 'x', max_output_tokens: 0 }, 'invalid_max_output_tokens', 'max_output_tokens'],
+    ['17 metadata pairs', { input: 'x', metadata: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, 'v'])) }, 'invalid_metadata', 'metadata'],
+    ['a metadata value that is not a string', { input: 'x', metadata: { a: 1 } }, 'invalid_metadata', 'metadata.a'],
+    ['an unknown text format', { input: 'x', text: { format: { type: 'yaml' } } }, 'invalid_text_format', 'text.format.type'],
+    ['instructions that are not text', { input: 'x', instructions: ['a'] }, 'invalid_instructions', 'instructions'],
+    ['a non-string model', { input: 'x', model: 5 }, 'invalid_model', 'model'],
+  ])('rejects %s with 400 %s', (_name, body, code, param) => {
+    expect(rejection(body)).toEqual({ code, param, status: 400 });
+  });
+
+  it('rejects a body that is not an object', () => {
+    expect(rejection([1, 2])).toMatchObject({ code: 'invalid_json', status: 400 });
+    expect(rejection('text')).toMatchObject({ code: 'invalid_json', status: 400 });
+  });
+});
