@@ -29,9 +29,19 @@ export async function writeEvents(res: ServerResponse, events: AsyncIterable<Res
   let lastWrite = Date.now();
   const gone = () => res.destroyed || res.writableEnded;
 
+  let corked = false;
   const write = async (chunk: string) => {
     if (gone()) return;
     lastWrite = Date.now();
+    // Events produced in one tick (an upstream read often holds several) leave in one syscall.
+    if (!corked) {
+      corked = true;
+      res.cork();
+      process.nextTick(() => {
+        corked = false;
+        res.uncork();
+      });
+    }
     if (!res.write(chunk)) {
       await new Promise<void>((resolve) => {
         const done = () => {

@@ -103,31 +103,30 @@ export async function saveResponse(db: Db, rec: SaveRecord): Promise<void> {
     if (items.length > 0) {
       await tx.insert(conversationItems).values(items.map((it) => ({ ...it, conversationId, position: position++, responseId: b.id })));
     }
-    await tx.update(conversations).set({ updatedAt: new Date() }).where(eq(conversations.id, conversationId));
-
-    const totals = [
-      ['user', userId],
-      ['organization', organizationId],
-    ] as const;
-    const windows = [
-      ['day', utcDay(b.createdAt)],
-      ['month', utcMonth(b.createdAt)],
-    ] as const;
-    for (const [subjectType, subjectId] of totals) {
-      for (const [window, windowStart] of windows) {
-        await tx
-          .insert(usageTotals)
-          .values({ subjectType, subjectId, window, windowStart, inputTokens: usage.input_tokens, outputTokens: usage.output_tokens, totalTokens: usage.total_tokens, requests: 1 })
-          .onConflictDoUpdate({
-            target: [usageTotals.subjectType, usageTotals.subjectId, usageTotals.window, usageTotals.windowStart],
-            set: {
-              inputTokens: sql`${usageTotals.inputTokens} + excluded.input_tokens`,
-              outputTokens: sql`${usageTotals.outputTokens} + excluded.output_tokens`,
-              totalTokens: sql`${usageTotals.totalTokens} + excluded.total_tokens`,
-              requests: sql`${usageTotals.requests} + 1`,
-            },
-          });
-      }
+    if (!rec.context.newConversation) {
+      await tx.update(conversations).set({ updatedAt: new Date() }).where(eq(conversations.id, conversationId));
     }
+
+    // One statement for the four totals: the user and the organisation, for the UTC day and month.
+    const add = { inputTokens: usage.input_tokens, outputTokens: usage.output_tokens, totalTokens: usage.total_tokens, requests: 1 };
+    const day = utcDay(b.createdAt);
+    const month = utcMonth(b.createdAt);
+    await tx
+      .insert(usageTotals)
+      .values([
+        { subjectType: 'user', subjectId: userId, window: 'day', windowStart: day, ...add },
+        { subjectType: 'user', subjectId: userId, window: 'month', windowStart: month, ...add },
+        { subjectType: 'organization', subjectId: organizationId, window: 'day', windowStart: day, ...add },
+        { subjectType: 'organization', subjectId: organizationId, window: 'month', windowStart: month, ...add },
+      ])
+      .onConflictDoUpdate({
+        target: [usageTotals.subjectType, usageTotals.subjectId, usageTotals.window, usageTotals.windowStart],
+        set: {
+          inputTokens: sql`${usageTotals.inputTokens} + excluded.input_tokens`,
+          outputTokens: sql`${usageTotals.outputTokens} + excluded.output_tokens`,
+          totalTokens: sql`${usageTotals.totalTokens} + excluded.total_tokens`,
+          requests: sql`${usageTotals.requests} + excluded.requests`,
+        },
+      });
   });
 }
