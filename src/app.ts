@@ -69,8 +69,17 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
+  // During shutdown, a connection whose response just finished is closed instead of kept alive,
+  // so that streams in flight can finish and the process can still exit within its grace period.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id);
+    reply.raw.once('finish', () => {
+      if (closing) req.raw.socket.end();
+    });
   });
 
   const keyAuth = createKeyAuth({

@@ -194,3 +194,22 @@ describe('a client that disconnects mid-stream', () => {
     expect(stored.inputTokens).toBeGreaterThan(0);
   });
 });
+
+describe('an upstream that ignores max_tokens', () => {
+  it('is cut off, and the answer is marked incomplete', async () => {
+    const small = await startHarness({ model: { max_output_tokens: 16, context_window: 4096 } });
+    try {
+      // 16 tokens allowed: the engine keeps at most 64 KiB; the upstream sends 20 × 8 KiB.
+      small.upstream.queue.push({ chunks: Array.from({ length: 20 }, () => 'x'.repeat(8192)) });
+      const res = await small.app.inject({ method: 'POST', url: '/v1/responses', headers: bearer(small.tenant.key), payload: { input: 'x', stream: false } });
+      expect(res.statusCode).toBe(200);
+      const body = res.json();
+      expect(body.status).toBe('incomplete');
+      expect(body.incomplete_details).toEqual({ reason: 'max_output_tokens' });
+      expect(body.output_text.length).toBeLessThanOrEqual(65_536);
+      await small.upstream.requests[0]!.closed;
+    } finally {
+      await small.close();
+    }
+  });
+});

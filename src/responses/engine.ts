@@ -22,6 +22,12 @@ const UPSTREAM_FAILED = 'the model server failed while answering; the partial an
 const INCOMPLETE: Partial<Record<FinishReason, string>> = { length: 'max_output_tokens', content_filter: 'content_filter' };
 
 /**
+ * An upstream that ignores max_tokens must not grow our memory without end:
+ * past this many characters per output token asked for, the answer is cut as if at max_output_tokens.
+ */
+const MAX_CHARS_PER_TOKEN = 32;
+
+/**
  * One response as SPEC.md's event sequence. Nothing is yielded until the
  * upstream's first event arrives (the commit point of issue 3): a failure
  * before it throws, so the route can answer with a plain HTTP error. After
@@ -60,6 +66,7 @@ export async function* runResponse(run: EngineRun): AsyncGenerator<ResponseEvent
     throw err;
   }
 
+  const maxChars = Math.max(1 << 16, run.chat.maxOutputTokens * MAX_CHARS_PER_TOKEN);
   let seq = 0;
   const { item, index } = b.addMessage();
   const at = { item_id: item.id, output_index: index, content_index: 0 };
@@ -74,6 +81,11 @@ export async function* runResponse(run: EngineRun): AsyncGenerator<ResponseEvent
       while (!next.done) {
         const event = next.value;
         if (event.type === 'text') {
+          if (part.text.length + event.text.length > maxChars) {
+            finish = 'length';
+            await upstream.return?.();
+            break;
+          }
           b.firstTokenAt ??= run.now();
           part.text += event.text;
           yield { type: 'response.output_text.delta', sequence_number: seq++, ...at, delta: event.text, logprobs: [] };
