@@ -94,6 +94,11 @@ models:
     expect(() => loadConfig({ EUGPT_CONFIG: fileWith('c.yaml', text), ...env })).toThrow(pattern);
   });
 
+  it.each(['ollama.yaml', 'docker.yaml', 'examples.yaml'])('accepts the shipped config/%s', (name) => {
+    const path = new URL(`../config/${name}`, import.meta.url).pathname;
+    expect(loadConfig({ EUGPT_CONFIG: path, MISTRAL_API_KEY: 'k' }).catalog.models.length).toBeGreaterThan(0);
+  });
+
   it('gives the CLI its server URL from EUGPT_URL or PORT', () => {
     expect(loadCliConfig({}).url).toBe('http://127.0.0.1:8080');
     expect(loadCliConfig({ PORT: '9000' }).url).toBe('http://127.0.0.1:9000');

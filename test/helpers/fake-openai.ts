@@ -80,7 +80,7 @@ async function play(script: Script, seen: SeenRequest, res: ServerResponse) {
   seen.finished = true;
 }
 
-export async function startFakeUpstream(fallback: Script = {}): Promise<FakeUpstream> {
+export async function startFakeUpstream(fallback: Script = {}, port = 0): Promise<FakeUpstream> {
   const requests: SeenRequest[] = [];
   const fake: Omit<FakeUpstream, 'url' | 'close'> = { requests, queue: [], fallback };
   const server: Server = createServer((req, res) => {
@@ -103,10 +103,10 @@ export async function startFakeUpstream(fallback: Script = {}): Promise<FakeUpst
       void play(script, seen, res);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  const bound = (server.address() as AddressInfo).port;
   return Object.assign(fake, {
-    url: `http://127.0.0.1:${port}/v1`,
+    url: `http://127.0.0.1:${bound}/v1`,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
