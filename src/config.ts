@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { formatPath } from './param-path.ts';
 import { catalogSchema, checkCatalog, type Catalog } from './router/catalog.ts';
 
 /**
@@ -100,10 +101,7 @@ export interface Config {
 function describe(prefix: string, error: z.ZodError): string {
   return error.issues
     .map((issue) => {
-      const where =
-        issue.path.length === 0
-          ? '(root)'
-          : issue.path.reduce<string>((acc, p) => (typeof p === 'number' ? `${acc}[${p}]` : acc ? `${acc}.${String(p)}` : String(p)), '');
+      const where = issue.path.length === 0 ? '(root)' : formatPath(issue.path);
       return `${prefix}${where}: ${issue.message}`;
     })
     .join('\n');

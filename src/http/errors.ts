@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { formatPath } from '../param-path.ts';
 import { ApiError, badRequest, type ErrorType } from './api-error.ts';
 
 const TYPE_BY_STATUS: Record<number, ErrorType> = {
@@ -32,11 +33,10 @@ function errorType(status: number): ErrorType {
   return TYPE_BY_STATUS[status] ?? (status >= 500 ? 'server_error' : 'invalid_request_error');
 }
 
-/** `/body/input/0/content` → `input[0].content`, the form OpenAI uses for `param`. */
+/** `/input/0/content` → `input[0].content`. */
 function paramFromPath(instancePath: string): string | null {
   const parts = instancePath.split('/').filter(Boolean);
-  if (parts.length === 0) return null;
-  return parts.reduce((acc, part) => (/^\d+$/.test(part) ? `${acc}[${part}]` : acc ? `${acc}.${part}` : part), '');
+  return parts.length === 0 ? null : formatPath(parts.map((p) => (/^\d+$/.test(p) ? Number(p) : p)));
 }
 
 function fromValidation(err: FastifyError & { validation: { instancePath: string; keyword: string; message?: string; params: Record<string, unknown> }[] }): ApiError {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { badRequest, type ApiError } from '../http/api-error.ts';
+import { formatPath } from '../param-path.ts';
 import type { ResponseFormat } from '../providers/types.ts';
 
 /**
@@ -93,11 +94,6 @@ const CODE_BY_FIELD: Record<string, string> = {
   text: 'invalid_text_format',
 };
 
-/** `['input', 0, 'content', 1]` → `input[0].content[1]`. */
-function paramOf(path: PropertyKey[]): string {
-  return path.reduce<string>((acc, p) => (typeof p === 'number' ? `${acc}[${p}]` : acc ? `${acc}.${String(p)}` : String(p)), '');
-}
-
 /**
  * A string-or-list field fails as one union issue; the useful problem is
  * inside the branch that got furthest (the longest path), so descend into it.
@@ -113,7 +109,7 @@ function innermost(issue: z.core.$ZodIssue): z.core.$ZodIssue {
 function rejection(found: z.core.$ZodIssue): ApiError {
   const issue = innermost(found);
   const field = String(issue.path[0] ?? 'body');
-  const param = paramOf(issue.path);
+  const param = formatPath(issue.path);
   if (field === 'input') {
     if (issue.path.at(-1) === 'role') return badRequest('invalid_role', `${param} must be user, assistant, system or developer`, param);
     if (issue.path.length > 3 && issue.path[2] === 'content') {

@@ -29,16 +29,21 @@ export async function listOrganizations(db: Db, page: PageQuery): Promise<Page<O
   return toPage(rows, page.limit);
 }
 
+/**
+ * Locks an organisation row for the rest of a transaction, so that it cannot
+ * vanish between this check and the insert that refers to it; 404 if missing.
+ */
+export async function lockOrganization(tx: Db, id: string): Promise<void> {
+  const [org] = await tx.select({ id: organizations.id }).from(organizations).where(eq(organizations.id, id)).for('share');
+  if (org === undefined) throw notFound('organization_not_found', `organization ${id} not found`);
+}
+
 export async function createUser(
   db: Db,
   input: { organizationId: string; email: string; role?: Role | undefined },
 ): Promise<User> {
   return db.transaction(async (tx) => {
-    // Row lock: the organisation cannot vanish between the check and the insert.
-    const [org] = await tx.select({ id: organizations.id }).from(organizations).where(eq(organizations.id, input.organizationId)).for('share');
-    if (org === undefined) {
-      throw notFound('organization_not_found', `organization ${input.organizationId} not found`);
-    }
+    await lockOrganization(tx, input.organizationId);
     try {
       const [row] = await tx
         .insert(users)

@@ -2,16 +2,16 @@ import { and, eq } from 'drizzle-orm';
 import type { Db } from '../db/client.ts';
 import { isUniqueViolation } from '../db/errors.ts';
 import { keyset, toPage, type Page, type PageQuery } from '../db/page.ts';
-import { organizations, projectMembers, projects, users } from '../db/schema.ts';
+import { projectMembers, projects, users } from '../db/schema.ts';
 import { badRequest, conflict, forbidden, notFound } from '../http/api-error.ts';
+import { lockOrganization } from './organizations.ts';
 
 export type Project = typeof projects.$inferSelect;
 export type ProjectMember = typeof projectMembers.$inferSelect;
 
 export async function createProject(db: Db, input: { organizationId: string; name: string }): Promise<Project> {
   return db.transaction(async (tx) => {
-    const [org] = await tx.select({ id: organizations.id }).from(organizations).where(eq(organizations.id, input.organizationId)).for('share');
-    if (org === undefined) throw notFound('organization_not_found', `organization ${input.organizationId} not found`);
+    await lockOrganization(tx, input.organizationId);
     try {
       const [row] = await tx.insert(projects).values(input).returning();
       return row!;
