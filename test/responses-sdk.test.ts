@@ -1,6 +1,6 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startHarness, type Harness } from './helpers/harness.ts';
+import { eventually, startHarness, type Harness } from './helpers/harness.ts';
 
 let h: Harness;
 let client: OpenAI;
@@ -106,6 +106,28 @@ describe('responses through the official OpenAI SDK', () => {
     const conversation_id = (mine as unknown as { conversation_id: string }).conversation_id;
     const theirs = stranger.responses.create({ model: 'auto', input: 'x', stream: false, conversation_id } as never);
     await expect(theirs).rejects.toMatchObject({ status: 404, code: 'conversation_not_found' });
+  });
+
+  it('aborts the upstream when the SDK stops reading mid-stream, and stores the response incomplete with usage', async () => {
+    h.upstream.queue.push({ chunks: Array.from({ length: 300 }, (_, i) => `t${i} `), delayBetweenMs: 10 });
+    const seen = h.upstream.requests.length;
+    const stream = await client.responses.create({ model: 'auto', input: 'Tell me everything', stream: true });
+    let id = '';
+    for await (const event of stream) {
+      if (event.type === 'response.created') id = event.response.id;
+      if (event.type === 'response.output_text.delta') break; // leaving the loop aborts the request
+    }
+    const upstreamCall = h.upstream.requests[seen]!;
+    await upstreamCall.closed;
+    expect(upstreamCall.finished).toBe(false);
+    const stored = await eventually(async () => {
+      const got = await client.responses.retrieve(id).catch(() => undefined);
+      return got;
+    });
+    expect(stored.status).toBe('incomplete');
+    expect(stored.incomplete_details).toEqual({ reason: 'client_disconnected' });
+    expect(stored.usage!.output_tokens).toBeGreaterThan(0);
+    expect(stored.usage!.input_tokens).toBeGreaterThan(0);
   });
 
   it('carries a three-turn conversation: history and instructions reach the upstream', async () => {
