@@ -11,6 +11,7 @@ import { errorsPlugin, sendError, toApiError } from './http/errors.ts';
 import { healthRoutes } from './http/health.ts';
 import { openapiPlugin } from './http/openapi.ts';
 import { createProviders } from './providers/registry.ts';
+import { HealthTable } from './router/health.ts';
 import { v1Routes } from './v1/routes.ts';
 
 export interface AppDeps {
@@ -18,6 +19,8 @@ export interface AppDeps {
   database: Database;
   /** Tuning for tests (the SSE keep-alive interval). */
   responses?: { keepAliveMs?: number };
+  /** The clock of the router's health table (tests move it to cool breakers down). */
+  now?: () => number;
   /** A ready logger (the process's), or `false` for none (tests); default: one made from config. */
   logger?: FastifyBaseLogger | false;
 }
@@ -89,6 +92,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     onFlushError: (err) => app.log.warn({ err }, 'could not record API key last use'),
   });
   const providers = createProviders(config.catalog);
+  const health = new HealthTable(
+    config.catalog.router.breaker,
+    new Map(config.catalog.providers.map((p) => [p.id, p.max_concurrency])),
+    deps.now,
+  );
   app.addHook('onClose', async () => {
     await keyAuth.close();
     await providers.close();
@@ -97,8 +105,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(sensible);
   await app.register(errorsPlugin);
   await app.register(openapiPlugin);
-  await app.register(healthRoutes, { database, catalog: config.catalog });
-  await app.register(v1Routes, { prefix: '/v1', keyAuth, db: database.db, catalog: config.catalog, providers, ...deps.responses });
+  await app.register(healthRoutes, { database, catalog: config.catalog, health });
+  await app.register(v1Routes, { prefix: '/v1', keyAuth, db: database.db, catalog: config.catalog, providers, health, ...deps.responses });
   await app.register(adminRoutes, { prefix: '/admin/v1', db: database.db, adminToken: config.adminToken, keyAuth });
   return app;
 }

@@ -107,7 +107,8 @@ function describe(prefix: string, error: z.ZodError): string {
     .join('\n');
 }
 
-function loadFileConfig(path: string): FileConfig {
+function loadFileConfig(path: string | undefined): FileConfig {
+  if (path === undefined) return fileSchema.parse({});
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -135,7 +136,7 @@ function catalogFrom(file: FileConfig, env: Record<string, string>, path: string
     }
     return { ...p, apiKey };
   });
-  return { providers, models: file.models };
+  return { providers, models: file.models, router: file.router };
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -161,7 +162,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     keyCacheTtlMs: e.EUGPT_KEY_CACHE_TTL_MS,
     lastUsedFlushMs: e.EUGPT_LAST_USED_FLUSH_MS,
     configFile,
-    catalog: catalogFrom(configFile === undefined ? { providers: [], models: [] } : loadFileConfig(configFile), cleaned, configFile),
+    catalog: catalogFrom(loadFileConfig(configFile), cleaned, configFile),
   };
 }
 

@@ -48,8 +48,11 @@ describe('config', () => {
   });
 
   it('reads an empty YAML or JSON config file', () => {
-    expect(loadConfig({ EUGPT_CONFIG: fileWith('c.yaml', '# nothing yet\n') }).catalog).toEqual({ providers: [], models: [] });
-    expect(loadConfig({ EUGPT_CONFIG: fileWith('c.json', '{}') }).catalog).toEqual({ providers: [], models: [] });
+    for (const path of [fileWith('c.yaml', '# nothing yet\n'), fileWith('c.json', '{}')]) {
+      const { catalog } = loadConfig({ EUGPT_CONFIG: path });
+      expect(catalog).toMatchObject({ providers: [], models: [] });
+      expect(catalog.router).toMatchObject({ fast_max_tokens: 300, breaker: { failures: 3 }, failover: { max_attempts: 3 } });
+    }
   });
 
   it('names the file and the bad entry of a config file', () => {

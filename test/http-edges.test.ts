@@ -100,7 +100,7 @@ describe('errors in the envelope', () => {
 describe('health', () => {
   it('answers /healthz and /readyz without auth', async () => {
     expect((await app.inject({ method: 'GET', url: '/healthz' })).json()).toEqual({ status: 'ok' });
-    expect((await app.inject({ method: 'GET', url: '/readyz' })).json()).toEqual({ status: 'ready', checks: { database: 'ok', models: 'ok' } });
+    expect((await app.inject({ method: 'GET', url: '/readyz' })).json()).toEqual({ status: 'ready', checks: { database: 'ok', models: 'ok' }, routing: {} });
   });
 });
 

@@ -10,7 +10,8 @@ import { eventually, startHarness, type Harness } from './helpers/harness.ts';
 let h: Harness;
 
 beforeAll(async () => {
-  h = await startHarness({ timeouts: { first_byte_ms: 300 } });
+  // These tests fail the one upstream on purpose, again and again: keep its breaker closed.
+  h = await startHarness({ timeouts: { first_byte_ms: 300 }, router: { breaker: { failures: 1000 } } });
 });
 afterAll(async () => h.close());
 beforeEach(() => {

@@ -30,6 +30,7 @@ describe('POST /v1/responses request parsing', () => {
       toolChoice: 'auto',
       parallelToolCalls: true,
       includeRouting: false,
+      reasoningEffort: null,
     });
   });
 
@@ -73,6 +74,7 @@ describe('POST /v1/responses request parsing', () => {
       toolChoice: 'none',
       parallelToolCalls: false,
       includeRouting: true,
+      reasoningEffort: 'high',
       responseFormat: { type: 'json_schema', name: 'answer', schema: { type: 'object' }, strict: true },
     });
     expect(parseCreateRequest({ input: 'x', text: { format: { type: 'json_object' } } }).responseFormat).toEqual({ type: 'json_object' });

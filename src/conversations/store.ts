@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, inArray, isNull, ne, or } from 'drizzle-orm';
+import { and, asc, desc, eq, inArray, isNull, ne, or, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.ts';
 import { conversationItems, conversations, responses } from '../db/schema.ts';
 import { notFound } from '../http/api-error.ts';
@@ -32,9 +32,32 @@ export async function systemMessageOf(db: Db, conversationId: string): Promise<s
   return row === undefined ? null : textOfContent(row.content as StoredContent);
 }
 
-const PAGE = 200;
 /** History reads stop here whatever the budget: bounds the work one request can cause. */
 const MAX_SCANNED = 4000;
+
+/** Items that count as history: user and assistant turns of responses that did not fail. */
+const eligible = (conversationId: string) =>
+  and(
+    eq(conversationItems.conversationId, conversationId),
+    inArray(conversationItems.role, ['user', 'assistant']),
+    or(isNull(responses.status), ne(responses.status, 'failed')),
+  );
+
+/** Tokens of the whole history (bounded to the newest MAX_SCANNED items), for routing by length. */
+export async function historyTokens(db: Db, conversationId: string): Promise<number> {
+  const newest = db
+    .select({ tokens: conversationItems.tokens })
+    .from(conversationItems)
+    .leftJoin(responses, eq(responses.id, conversationItems.responseId))
+    .where(eligible(conversationId))
+    .orderBy(desc(conversationItems.position))
+    .limit(MAX_SCANNED)
+    .as('newest');
+  const [row] = await db.select({ total: sql<string | null>`sum(${newest.tokens} + 4)` }).from(newest);
+  return Number(row?.total ?? 0);
+}
+
+const PAGE = 200;
 
 /**
  * The newest turns that fit in `budget` tokens, oldest first. The window is
@@ -55,13 +78,7 @@ export async function historyWithin(db: Db, conversationId: string, budget: numb
       .select({ role: conversationItems.role, content: conversationItems.content, tokens: conversationItems.tokens })
       .from(conversationItems)
       .leftJoin(responses, eq(responses.id, conversationItems.responseId))
-      .where(
-        and(
-          eq(conversationItems.conversationId, conversationId),
-          inArray(conversationItems.role, ['user', 'assistant']),
-          or(isNull(responses.status), ne(responses.status, 'failed')),
-        ),
-      )
+      .where(eligible(conversationId))
       .orderBy(desc(conversationItems.position))
       .limit(PAGE)
       .offset(offset);

@@ -1,7 +1,8 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Database } from '../db/client.ts';
-import { defaultModel, type Catalog } from '../router/catalog.ts';
+import { hasEnabledModel, type Catalog } from '../router/catalog.ts';
+import type { HealthTable } from '../router/health.ts';
 import { ApiError, type ErrorBody } from './api-error.ts';
 
 const PING_TIMEOUT_MS = 2_000;
@@ -17,8 +18,8 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
 const checks = z.record(z.string(), z.string()).describe('Each dependency and its state');
 
 /** `/healthz`: the process is alive. `/readyz`: it can serve (database reachable, a model configured), else 503 saying why. */
-export const healthRoutes: FastifyPluginAsyncZod<{ database: Database; catalog: Catalog }> = async (app, { database, catalog }) => {
-  const models = defaultModel(catalog) === undefined ? 'none configured: add providers and models to the EUGPT_CONFIG file' : 'ok';
+export const healthRoutes: FastifyPluginAsyncZod<{ database: Database; catalog: Catalog; health: HealthTable }> = async (app, { database, catalog, health }) => {
+  const models = !hasEnabledModel(catalog) ? 'none configured: add providers and models to the EUGPT_CONFIG file' : 'ok';
 
   app.get(
     '/healthz',
@@ -33,8 +34,8 @@ export const healthRoutes: FastifyPluginAsyncZod<{ database: Database; catalog: 
         tags: ['health'],
         summary: 'Readiness: the database answers and a model is configured',
         response: {
-          200: z.object({ status: z.literal('ready'), checks }),
-          503: z.object({ error: z.any(), detail: z.string(), checks }),
+          200: z.object({ status: z.literal('ready'), checks, routing: z.record(z.string(), z.unknown()).describe('Per-model health: breaker state, failures, latency') }),
+          503: z.object({ error: z.any(), detail: z.string(), checks, routing: z.record(z.string(), z.unknown()) }),
         },
       },
     },
@@ -47,10 +48,11 @@ export const healthRoutes: FastifyPluginAsyncZod<{ database: Database; catalog: 
         dbState = 'unreachable';
       }
       const checks = { database: dbState, models };
-      if (dbState === 'ok' && models === 'ok') return { status: 'ready' as const, checks };
+      const routing = health.report();
+      if (dbState === 'ok' && models === 'ok') return { status: 'ready' as const, checks, routing };
       const why = [dbState === 'ok' ? null : 'the database is not reachable', models === 'ok' ? null : 'no model is configured'];
       const body: ErrorBody = new ApiError(503, 'server_error', 'not_ready', why.filter(Boolean).join('; ')).toBody();
-      return reply.status(503).send({ ...body, checks });
+      return reply.status(503).send({ ...body, checks, routing });
     },
   );
 };

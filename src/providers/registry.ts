@@ -1,4 +1,5 @@
 import type { Catalog } from '../router/catalog.ts';
+import { createAnthropicProvider } from './anthropic.ts';
 import { createOpenAICompatibleProvider } from './openai-compatible.ts';
 import type { Provider } from './types.ts';
 
@@ -9,7 +10,9 @@ export interface Providers {
 
 /** One client (and connection pool) per configured provider, made at start. */
 export function createProviders(catalog: Catalog): Providers {
-  const byId = new Map<string, Provider>(catalog.providers.map((p) => [p.id, createOpenAICompatibleProvider(p)]));
+  const byId = new Map<string, Provider>(
+    catalog.providers.map((p) => [p.id, p.type === 'anthropic' ? createAnthropicProvider(p) : createOpenAICompatibleProvider(p)]),
+  );
   return {
     get(providerId) {
       const provider = byId.get(providerId);

@@ -7,8 +7,12 @@ export interface EngineRun {
   builder: ResponseBuilder;
   provider: Provider;
   chat: Omit<ChatRequest, 'signal'>;
-  /** Fires when the client goes away (or the server gives up): the upstream call is aborted. */
+  /** Aborts the upstream call: the client went away, or the failover deadline passed. */
   signal: AbortSignal;
+  /** True when the abort was the client's leaving (the response is then incomplete, not failed). */
+  clientGone: () => boolean;
+  /** Sent as `response.routing.completed` when the request asked for it. */
+  routing?: { model_id: string; category: string; reason: string } | undefined;
   /** Tokens of the prompt as sent, for usage when the upstream reports none. */
   promptTokens: number;
   now: () => number;
@@ -47,7 +51,7 @@ export async function* runResponse(run: EngineRun): AsyncGenerator<ResponseEvent
   };
   const fail = (err: unknown) => {
     settleUsage();
-    if (run.signal.aborted) {
+    if (run.clientGone()) {
       b.incompleteReason = 'client_disconnected';
       b.finish('incomplete', run.now());
     } else {
@@ -74,6 +78,7 @@ export async function* runResponse(run: EngineRun): AsyncGenerator<ResponseEvent
   try {
     yield { type: 'response.created', sequence_number: seq++, response: emptySnapshot(b) };
     yield { type: 'response.in_progress', sequence_number: seq++, response: emptySnapshot(b) };
+    if (run.routing !== undefined) yield { type: 'response.routing.completed', sequence_number: seq++, ...run.routing };
     yield { type: 'response.output_item.added', sequence_number: seq++, output_index: index, item: { ...item, content: [] } };
     yield { type: 'response.content_part.added', sequence_number: seq++, ...at, part: { ...part } };
 

@@ -1,5 +1,8 @@
-import { ApiError } from '../http/api-error.ts';
+import type { FastifyRequest } from 'fastify';
+import { ApiError, badRequest } from '../http/api-error.ts';
 import { UpstreamError } from '../providers/types.ts';
+import type { Attempt } from './attempts.ts';
+import type { PreparedContext } from './context.ts';
 
 /**
  * What a client sees of an upstream failure before the stream started: the
@@ -19,3 +22,32 @@ export const noModel = () =>
     'no_model_available',
     'no model is configured: add a provider and a model to the file named by EUGPT_CONFIG (see the README) and restart',
   );
+
+/** No model can take the request: its prompt fits none, or none is available now. */
+export function unroutable(why: 'nothing_fits' | 'none_available', prepared: PreparedContext): ApiError {
+  if (why === 'nothing_fits') {
+    return badRequest(
+      'context_length_exceeded',
+      `the input and instructions (${prepared.fixedTokens} tokens) fit no configured model with room for the answer, or need a capability none has`,
+      'input',
+    );
+  }
+  return new ApiError(503, 'server_error', 'no_model_available', 'no model is available right now; try again shortly');
+}
+
+/** One log line per response: its outcome and numbers, never its text. */
+export function logFinished(req: FastifyRequest, attempt: Attempt): void {
+  const b = attempt.builder;
+  req.log.info(
+    {
+      response_id: b.id,
+      model: attempt.model.id,
+      status: b.status,
+      input_tokens: b.usage?.inputTokens,
+      output_tokens: b.usage?.outputTokens,
+      first_token_ms: b.firstTokenAt === null ? null : b.firstTokenAt - b.createdAt,
+      duration_ms: Date.now() - b.createdAt,
+    },
+    'response finished',
+  );
+}

@@ -85,6 +85,7 @@ export interface CreateRequest {
   toolChoice: unknown;
   parallelToolCalls: boolean;
   includeRouting: boolean;
+  reasoningEffort: string | null;
 }
 
 const CODE_BY_FIELD: Record<string, string> = {
@@ -171,5 +172,6 @@ export function parseCreateRequest(body: unknown): CreateRequest {
     toolChoice: b.tool_choice ?? 'auto',
     parallelToolCalls: b.parallel_tool_calls ?? true,
     includeRouting: b.stream_options?.include_routing === true,
+    reasoningEffort: b.reasoning?.effort ?? null,
   };
 }

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -7,13 +6,14 @@ import type { Db } from '../db/client.ts';
 import { ApiError } from '../http/api-error.ts';
 import { errorResponses, uuidParam } from '../http/schemas.ts';
 import type { Providers } from '../providers/registry.ts';
-import { UpstreamError } from '../providers/types.ts';
-import { defaultModel, type Catalog } from '../router/catalog.ts';
-import { ResponseBuilder } from './builder.ts';
+import { hasEnabledModel, type Catalog } from '../router/catalog.ts';
+import type { RequestFeatures } from '../router/classify.ts';
+import type { HealthTable } from '../router/health.ts';
+import { pick } from '../router/pick.ts';
+import { startWithFailover, type Attempt } from './attempts.ts';
 import { collect } from './collect.ts';
-import { buildContext } from './context.ts';
-import { runResponse } from './engine.ts';
-import { noModel, upstreamFailure } from './errors.ts';
+import { prepareContext, type PreparedContext } from './context.ts';
+import { logFinished, noModel, unroutable, upstreamFailure } from './errors.ts';
 import type { ResponseEvent } from './events.ts';
 import { parseCreateRequest, createResponseBody, type CreateRequest } from './request.ts';
 import { responseObjectSchema } from './schemas.ts';
@@ -24,20 +24,12 @@ export interface ResponseRouteOptions {
   db: Db;
   catalog: Catalog;
   providers: Providers;
+  health: HealthTable;
   /** Overrides the SSE keep-alive interval (tests). */
   keepAliveMs?: number;
 }
 
 const security = [{ apiKey: [] }];
-
-function logUpstreamError(req: FastifyRequest, err: unknown, model: string) {
-  if (err instanceof UpstreamError) {
-    req.log.warn({ model, kind: err.kind, upstream_status: err.status, error: err.message }, 'upstream failed');
-    if (err.detail !== undefined) req.log.debug({ model, upstream_body: err.detail }, 'upstream error body');
-  } else {
-    req.log.error({ err, model }, 'response failed');
-  }
-}
 
 /** The stored failure that stands in for a terminal event when the response could not be saved. */
 function storageFailed(seq: number): ResponseEvent {
@@ -45,101 +37,86 @@ function storageFailed(seq: number): ResponseEvent {
   return { type: 'error', sequence_number: seq, code: error.code, message: error.message, param: null, error };
 }
 
+/** The router's view of a request: cheap signals only (issue 4). */
+function featuresOf(request: CreateRequest, prepared: PreparedContext): RequestFeatures {
+  return {
+    promptTokens: prepared.fixedTokens + prepared.historyTokens,
+    requiredTokens: prepared.fixedTokens,
+    inputText: request.input.flatMap((m) => (m.role === 'user' ? m.content.map((p) => p.text) : [])).join('\n'),
+    retrieval: request.projectId !== null,
+    reasoningEffort: request.reasoningEffort,
+    needs: request.responseFormat === undefined ? [] : ['json'],
+    maxOutputTokens: request.maxOutputTokens,
+  };
+}
+
+/** How an attempt that reached the client counts for its model's health. */
+function healthOutcome(attempt: Attempt) {
+  const b = attempt.builder;
+  if (b.status === 'failed') return { type: 'failure' as const, timeout: false };
+  if (b.incompleteReason === 'client_disconnected') return { type: 'neutral' as const };
+  return { type: 'success' as const, latencyMs: (b.firstTokenAt ?? b.completedAt ?? Date.now()) - attempt.startedAt };
+}
+
 export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async (app, opts) => {
-  const { db, catalog, providers } = opts;
+  const { db, catalog, health } = opts;
 
   async function create(req: FastifyRequest, reply: FastifyReply, request: CreateRequest) {
     const principal = principalOf(req);
-    const model = defaultModel(catalog);
-    if (model === undefined) throw noModel();
-    const context = await buildContext(db, principal, request, model);
+    if (!hasEnabledModel(catalog)) throw noModel();
+    const prepared = await prepareContext(db, principal, request);
+    const decision = pick(featuresOf(request, prepared), catalog, health);
+    if (decision.model === null) throw unroutable(decision.why, prepared);
+    req.log.info({ model: decision.model.id, category: decision.category, reason: decision.reason }, 'routed');
 
     // A client that goes away aborts the upstream call at once (SPEC.md).
-    const controller = new AbortController();
+    const client = new AbortController();
     reply.raw.on('close', () => {
-      if (!reply.raw.writableEnded) controller.abort(new Error('client disconnected'));
+      if (!reply.raw.writableEnded) client.abort(new Error('client disconnected'));
     });
 
-    const builder = new ResponseBuilder(randomUUID(), Date.now(), model.id, context.conversationId, {
-      instructions: request.instructions,
-      metadata: request.metadata,
-      previousResponseId: request.previousResponseId,
-      projectId: request.projectId,
-      toolChoice: request.toolChoice,
-      parallelToolCalls: request.parallelToolCalls,
-      temperature: request.temperature,
-      topP: request.topP,
-      maxOutputTokens: request.maxOutputTokens,
-    });
+    const outcome = await startWithFailover({ ...opts, log: req.log }, request, prepared, decision, client.signal);
+    const save = (attempt: Attempt) =>
+      saveResponse(db, { builder: attempt.builder, principal, context: attempt.context, projectId: request.projectId, instructions: request.instructions });
+    if (outcome.type !== 'started') {
+      if (outcome.attempt !== undefined) {
+        await save(outcome.attempt).catch((e: unknown) => req.log.error({ err: e }, 'could not store a failed response'));
+        logFinished(req, outcome.attempt);
+      }
+      if (outcome.type === 'gone') return reply.hijack();
+      throw outcome.attempt === undefined ? noModel() : upstreamFailure(outcome.error);
+    }
+
+    const { attempt, events } = outcome;
     let saving: Promise<void> | undefined;
-    const save = () =>
-      (saving ??= saveResponse(db, { builder, principal, context, projectId: request.projectId, instructions: request.instructions }));
+    const saveOnce = () => (saving ??= save(attempt));
     const finish = () => {
-      req.log.info(
-        {
-          response_id: builder.id,
-          model: model.id,
-          status: builder.status,
-          input_tokens: builder.usage?.inputTokens,
-          output_tokens: builder.usage?.outputTokens,
-          first_token_ms: builder.firstTokenAt === null ? null : builder.firstTokenAt - builder.createdAt,
-          duration_ms: Date.now() - builder.createdAt,
-        },
-        'response finished',
-      );
+      health.release(attempt.model.id, attempt.model.provider, healthOutcome(attempt));
+      logFinished(req, attempt);
     };
 
-    const engine = runResponse({
-      builder,
-      provider: providers.get(model.provider),
-      chat: {
-        model: model.upstream_model,
-        messages: context.messages,
-        maxOutputTokens: context.maxOutputTokens,
-        temperature: request.temperature ?? undefined,
-        topP: request.topP ?? undefined,
-        responseFormat: request.responseFormat,
-      },
-      signal: controller.signal,
-      promptTokens: context.promptTokens,
-      now: Date.now,
-      onUpstreamError: (err) => logUpstreamError(req, err, model.id),
-    });
-
-    // The commit point: nothing is sent until the upstream's first event.
-    let first: IteratorResult<ResponseEvent>;
-    try {
-      first = await engine.next();
-    } catch (err) {
-      await save().catch((e: unknown) => req.log.error({ err: e }, 'could not store a failed response'));
-      finish();
-      if (controller.signal.aborted) return reply.hijack();
-      logUpstreamError(req, err, model.id);
-      throw upstreamFailure(err);
-    }
-    const events = (async function* () {
-      if (!first.done) yield first.value;
-      yield* engine;
-    })();
-
-    reply.header('x-eugpt-model', model.id);
+    reply.header('x-eugpt-model', attempt.model.id);
+    reply.header('x-eugpt-route-category', decision.category);
     if (request.stream) {
       reply.hijack();
       reply.raw.writeHead(200, { ...(reply.getHeaders() as Record<string, string>), ...SSE_HEADERS });
-      await writeEvents(reply.raw, events, {
-        keepAliveMs: opts.keepAliveMs,
-        beforeTerminal: async (event) => {
-          try {
-            await save();
-            return event;
-          } catch (err) {
-            req.log.error({ err }, 'could not store the response');
-            return storageFailed(event.sequence_number);
-          }
-        },
-      });
-      await save().catch(() => undefined); // an aborted stream has no terminal event; already logged otherwise
-      finish();
+      try {
+        await writeEvents(reply.raw, events, {
+          keepAliveMs: opts.keepAliveMs,
+          beforeTerminal: async (event) => {
+            try {
+              await saveOnce();
+              return event;
+            } catch (err) {
+              req.log.error({ err }, 'could not store the response');
+              return storageFailed(event.sequence_number);
+            }
+          },
+        });
+        await saveOnce().catch(() => undefined); // an aborted stream has no terminal event; a failure was logged above
+      } finally {
+        finish();
+      }
       return reply;
     }
 
@@ -147,7 +124,7 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     try {
       doc = await collect(events);
     } finally {
-      await save().catch((err: unknown) => {
+      await saveOnce().catch((err: unknown) => {
         req.log.error({ err }, 'could not store the response');
         throw new ApiError(500, 'server_error', 'internal_error', 'the response could not be stored');
       });

@@ -25,7 +25,7 @@ export const timeoutsSchema = z
 
 export const providerSchema = z.strictObject({
   id,
-  type: z.enum(['openai-compatible']),
+  type: z.enum(['openai-compatible', 'anthropic']),
   base_url: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }),
   /** Name of the environment variable that holds the API key; the key itself never sits in the file. */
   api_key_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional(),
@@ -33,7 +33,12 @@ export const providerSchema = z.strictObject({
   timeouts: timeoutsSchema,
   /** Upstream connections kept per provider. */
   max_connections: z.number().int().min(1).max(1024).default(64),
+  /** Requests in flight to this provider at most; past it the router uses another model. */
+  max_concurrency: z.number().int().min(1).max(100_000).optional(),
 });
+
+export const CAPABILITIES = ['tools', 'vision', 'json'] as const;
+export type Capability = (typeof CAPABILITIES)[number];
 
 export const modelSchema = z.strictObject({
   id,
@@ -43,12 +48,48 @@ export const modelSchema = z.strictObject({
   context_window: z.number().int().min(256).default(8192),
   max_output_tokens: z.number().int().min(1).default(4096),
   price: z.strictObject({ input: z.number().min(0), output: z.number().min(0) }).default({ input: 0, output: 0 }),
+  capabilities: z.array(z.enum(CAPABILITIES)).default([]),
   enabled: z.boolean().default(true),
+  /** Preference among otherwise equal models (higher wins). */
+  weight: z.number().min(0).max(1000).default(1),
 });
+
+const positive = (def: number, max: number) => z.number().int().min(1).max(max).default(def);
+
+/** Router settings; every threshold of classify() and the breaker/failover bounds. */
+export const routerSchema = z
+  .strictObject({
+    /** Prompt (input + history) up to this many tokens, with no other signal, is `fast`. */
+    fast_max_tokens: positive(300, 1_000_000),
+    /** Prompt above this many tokens is `long-context`. */
+    long_context_tokens: positive(24_000, 10_000_000),
+    /** Reasoning cues needed to call a request `reasoning`. */
+    reasoning_min_cues: positive(2, 100),
+    /** Output tokens assumed when comparing costs. */
+    expected_output_tokens: positive(500, 1_000_000),
+    breaker: z
+      .strictObject({
+        failures: positive(3, 1000),
+        cooldown_ms: z.number().int().min(1_000).max(600_000).default(30_000),
+        max_cooldown_ms: z.number().int().min(1_000).max(3_600_000).default(120_000),
+      })
+      .prefault({}),
+    failover: z
+      .strictObject({
+        max_attempts: positive(3, 20),
+        /** Overall time for all attempts before the first token. */
+        deadline_ms: positive(60_000, 3_600_000),
+      })
+      .prefault({}),
+  })
+  .prefault({});
+
+export type RouterSettings = z.infer<typeof routerSchema>;
 
 export const catalogSchema = {
   providers: z.array(providerSchema).default([]),
   models: z.array(modelSchema).default([]),
+  router: routerSchema,
 };
 
 export type ProviderConfig = z.infer<typeof providerSchema> & { apiKey: string | undefined };
@@ -57,10 +98,11 @@ export type ModelConfig = z.infer<typeof modelSchema>;
 export interface Catalog {
   providers: ProviderConfig[];
   models: ModelConfig[];
+  router: RouterSettings;
 }
 
 /** Cross-entry checks, each message naming the entry at fault. */
-export function checkCatalog(catalog: { providers: z.infer<typeof providerSchema>[]; models: ModelConfig[] }): string[] {
+export function checkCatalog(catalog: { providers: z.infer<typeof providerSchema>[]; models: ModelConfig[]; router?: RouterSettings }): string[] {
   const problems: string[] = [];
   const providerIds = new Set<string>();
   catalog.providers.forEach((p, i) => {
@@ -77,12 +119,16 @@ export function checkCatalog(catalog: { providers: z.infer<typeof providerSchema
       problems.push(`models[${i}] (${m.id}): max_output_tokens must be smaller than context_window`);
     }
   });
+  const r = catalog.router;
+  if (r !== undefined && r.breaker.max_cooldown_ms < r.breaker.cooldown_ms) {
+    problems.push('router.breaker: max_cooldown_ms must be at least cooldown_ms');
+  }
   return problems;
 }
 
-/** Until the router exists, the first enabled model serves every request (issue 3). */
-export function defaultModel(catalog: Catalog): ModelConfig | undefined {
-  return catalog.models.find((m) => m.enabled);
+/** Whether any model can answer; the router picks among the enabled ones. */
+export function hasEnabledModel(catalog: Catalog): boolean {
+  return catalog.models.some((m) => m.enabled);
 }
 
 export function providerOf(catalog: Catalog, model: ModelConfig): ProviderConfig {

@@ -38,5 +38,6 @@ export const v1Routes: FastifyPluginAsyncZod<{ keyAuth: KeyAuth } & ResponseRout
     }),
   );
 
-  await app.register(responseRoutes, { db: opts.db, catalog: opts.catalog, providers: opts.providers, keepAliveMs: opts.keepAliveMs });
+  const { db, catalog, providers, health, keepAliveMs } = opts;
+  await app.register(responseRoutes, { db, catalog, providers, health, keepAliveMs });
 };

@@ -23,6 +23,7 @@ export interface Harness {
 
 export interface HarnessOptions {
   fallback?: Script;
+  router?: Record<string, unknown>;
   model?: Record<string, unknown>;
   timeouts?: Record<string, number>;
   keepAliveMs?: number;
@@ -45,9 +46,11 @@ export function writeConfig(upstreamUrl: string, opts: HarnessOptions = {}): str
         context_window: 32768,
         max_output_tokens: 4096,
         price: { input: 0.1, output: 0.3 },
+        capabilities: ['json'],
         ...opts.model,
       },
     ],
+    ...(opts.router ? { router: opts.router } : {}),
   };
   writeFileSync(path, stringify(config));
   return path;
