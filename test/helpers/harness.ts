@@ -30,10 +30,16 @@ export interface HarnessOptions {
   env?: Record<string, string>;
 }
 
+/** Writes a config object as an EUGPT_CONFIG file. */
+export function writeConfigFile(config: object): string {
+  const path = join(mkdtempSync(join(tmpdir(), 'eugpt-cfg-')), 'eugpt.yaml');
+  writeFileSync(path, stringify(config));
+  return path;
+}
+
 /** Writes an EUGPT_CONFIG file with one provider (the fake) and one model. */
 export function writeConfig(upstreamUrl: string, opts: HarnessOptions = {}): string {
-  const path = join(mkdtempSync(join(tmpdir(), 'eugpt-cfg-')), 'eugpt.yaml');
-  const config = {
+  return writeConfigFile({
     providers: [
       { id: 'local', type: 'openai-compatible', base_url: upstreamUrl, api_key_env: 'FAKE_UPSTREAM_KEY', ...(opts.timeouts ? { timeouts: opts.timeouts } : {}) },
     ],
@@ -51,34 +57,43 @@ export function writeConfig(upstreamUrl: string, opts: HarnessOptions = {}): str
       },
     ],
     ...(opts.router ? { router: opts.router } : {}),
-  };
-  writeFileSync(path, stringify(config));
-  return path;
+  });
 }
 
-export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
+export type TestServer = Omit<Harness, 'upstream'>;
+
+/** The app on a fresh database, listening on a free port, with one tenant, for the given config file. */
+export async function startServer(
+  configFile: string,
+  opts: { keepAliveMs?: number | undefined; env?: Record<string, string> | undefined; now?: () => number } = {},
+): Promise<TestServer> {
   const database = await openTestDatabase();
-  const upstream = await startFakeUpstream(opts.fallback);
-  const config = loadConfig({
-    EUGPT_ADMIN_TOKEN: ADMIN_TOKEN,
-    EUGPT_CONFIG: writeConfig(upstream.url, opts),
-    FAKE_UPSTREAM_KEY: 'sk-upstream-secret',
-    ...opts.env,
-  });
-  const app = await buildApp({ config, database, logger: false, responses: { keepAliveMs: opts.keepAliveMs } });
+  const config = loadConfig({ EUGPT_ADMIN_TOKEN: ADMIN_TOKEN, EUGPT_CONFIG: configFile, FAKE_UPSTREAM_KEY: 'sk-upstream-secret', ...opts.env });
+  const app = await buildApp({ config, database, logger: false, responses: { keepAliveMs: opts.keepAliveMs }, ...(opts.now ? { now: opts.now } : {}) });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const origin = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
   const tenant = await createTenant(app);
   return {
     database,
-    upstream,
     app,
     origin,
     tenant,
     async close() {
       await app.close();
-      await upstream.close();
       await database.close();
+    },
+  };
+}
+
+export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
+  const upstream = await startFakeUpstream(opts.fallback);
+  const server = await startServer(writeConfig(upstream.url, opts), opts);
+  return {
+    ...server,
+    upstream,
+    async close() {
+      await server.close();
+      await upstream.close();
     },
   };
 }

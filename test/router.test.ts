@@ -1,0 +1,169 @@
+import { describe, expect, it } from 'vitest';
+import { modelSchema, routerSchema, type Catalog, type ModelConfig } from '../src/router/catalog.ts';
+import { classify, type RequestFeatures } from '../src/router/classify.ts';
+import { HealthTable, type HealthView } from '../src/router/health.ts';
+import { pick } from '../src/router/pick.ts';
+
+const settings = routerSchema.parse({});
+
+const features = (over: Partial<RequestFeatures> = {}): RequestFeatures => ({
+  promptTokens: 20,
+  requiredTokens: 20,
+  inputText: 'Hi there',
+  retrieval: false,
+  reasoningEffort: null,
+  needs: [],
+  maxOutputTokens: null,
+  ...over,
+});
+
+describe('classify', () => {
+  it.each([
+    ['a short greeting', {}, 'fast'],
+    ['a long prompt', { promptTokens: 30_000 }, 'long-context'],
+    ['a long prompt, even with reasoning cues', { promptTokens: 30_000, inputText: 'Prove it step by step' }, 'long-context'],
+    ['reasoning.effort high', { reasoningEffort: 'high' }, 'reasoning'],
+    ['reasoning.effort minimal on a hard prompt', { reasoningEffort: 'minimal', inputText: 'Prove that √2 is irrational.' }, 'fast'],
+    ['a proof', { inputText: 'Prove that there are infinitely many primes.' }, 'reasoning'],
+    ['step by step', { inputText: 'Explain step by step how TLS works.' }, 'reasoning'],
+    ['German step by step', { inputText: 'Erkläre Schritt für Schritt, wie TLS funktioniert.' }, 'reasoning'],
+    ['maths and code together', { inputText: 'Write a Python function that solves the equation x^2 - 5x + 6 = 0.' }, 'reasoning'],
+    ['a single weak cue', { inputText: 'Compare and contrast tea and coffee.' }, 'general'],
+    ['retrieval', { retrieval: true }, 'general'],
+    ['a medium prompt without cues', { promptTokens: 800, inputText: 'Tell me about the history of the Hanseatic League.' }, 'general'],
+    ['many questions', { inputText: 'Who? What? Where? When?' , promptTokens: 20 }, 'general'],
+  ])('%s → %s', (_name, over, category) => {
+    expect(classify(features(over), settings).category).toBe(category);
+  });
+
+  it('says why', () => {
+    expect(classify(features({ inputText: 'Prove it step by step' }), settings).reason).toBe('reasoning cues: step-by-step, proof');
+    expect(classify(features({ promptTokens: 30_000 }), settings).reason).toMatch(/30000 tokens is over 24000/);
+  });
+
+  it('uses the configured thresholds', () => {
+    const strict = routerSchema.parse({ fast_max_tokens: 5, long_context_tokens: 100 });
+    expect(classify(features({ promptTokens: 20 }), strict).category).toBe('general');
+    expect(classify(features({ promptTokens: 101 }), strict).category).toBe('long-context');
+  });
+});
+
+const model = (id: string, over: Partial<ModelConfig> = {}): ModelConfig =>
+  modelSchema.parse({ id, provider: 'p', upstream_model: id, ...over });
+
+const catalogOf = (...models: ModelConfig[]): Catalog => ({ providers: [], models, router: settings });
+
+const allHealthy: HealthView = { available: () => true, latencyMs: () => undefined, saturated: () => false };
+
+const catalog = catalogOf(
+  model('small', { categories: ['fast', 'general'], context_window: 8192, max_output_tokens: 2048, price: { input: 0.1, output: 0.3 } }),
+  model('mid', { categories: ['general'], context_window: 32768, max_output_tokens: 4096, price: { input: 0.5, output: 1.5 }, capabilities: ['json'] }),
+  model('thinker', { categories: ['reasoning'], context_window: 65536, max_output_tokens: 8192, price: { input: 2, output: 8 }, capabilities: ['json'] }),
+  model('long', { categories: ['long-context', 'general'], context_window: 200_000, max_output_tokens: 8192, price: { input: 1, output: 3 } }),
+  model('off', { categories: ['fast'], price: { input: 0, output: 0 }, enabled: false }),
+);
+
+describe('pick', () => {
+  it.each([
+    ['a short prompt', features(), 'small', 'fast'],
+    ['a hard prompt', features({ inputText: 'Prove that √2 is irrational, step by step.' }), 'thinker', 'reasoning'],
+    ['a long prompt', features({ promptTokens: 100_000, requiredTokens: 100_000 }), 'long', 'long-context'],
+    ['JSON output', features({ needs: ['json'] }), 'mid', 'fast'],
+    ['a general prompt: the cheapest general model', features({ promptTokens: 1000, requiredTokens: 1000, inputText: 'Tell me about Ghent.' }), 'small', 'general'],
+    ['an input too long for the small model', features({ promptTokens: 10_000, requiredTokens: 10_000, inputText: 'Summarise.' }), 'mid', 'general'],
+  ])('%s → %s', (_name, f, id, category) => {
+    const d = pick(f, catalog, allHealthy);
+    expect(d.model?.id).toBe(id);
+    expect(d.category).toBe(category);
+  });
+
+  it('lists the other fitting, healthy models as fallbacks, nearest first', () => {
+    const d = pick(features({ inputText: 'Prove it step by step.' }), catalog, allHealthy);
+    expect(d.model?.id).toBe('thinker');
+    // All three are one step weaker (general): cheapest first.
+    expect(d.model !== null && d.fallbacks.map((m) => m.id)).toEqual(['small', 'mid', 'long']);
+  });
+
+  it('never picks a disabled model, an unhealthy one, or one whose provider is full', () => {
+    const sick: HealthView = { ...allHealthy, available: (id) => id !== 'small' };
+    expect(pick(features(), catalog, sick).model?.id).toBe('mid');
+    const full: HealthView = { ...allHealthy, saturated: () => true };
+    expect(pick(features(), catalog, full)).toMatchObject({ model: null, why: 'none_available' });
+  });
+
+  it('goes to the nearest stronger category when its own has no healthy model', () => {
+    const noFast: HealthView = { ...allHealthy, available: (id) => id !== 'small' };
+    const d = pick(features(), catalog, noFast);
+    expect(d.model?.id).toBe('mid');
+    expect(d.reason).toMatch(/nearest to fast/);
+  });
+
+  it('breaks cost ties by latency, then weight, then id', () => {
+    const twins = catalogOf(model('a', { weight: 1 }), model('b', { weight: 5 }), model('c', { weight: 5 }));
+    expect(pick(features(), twins, allHealthy).model?.id).toBe('b');
+    const fasterA: HealthView = { ...allHealthy, latencyMs: (id) => (id === 'a' ? 100 : 500) };
+    expect(pick(features(), twins, fasterA).model?.id).toBe('a');
+  });
+
+  it('says when nothing fits', () => {
+    expect(pick(features({ requiredTokens: 500_000, promptTokens: 500_000 }), catalog, allHealthy)).toMatchObject({ model: null, why: 'nothing_fits' });
+    expect(pick(features({ needs: ['vision'] }), catalog, allHealthy)).toMatchObject({ model: null, why: 'nothing_fits' });
+  });
+});
+
+describe('the circuit breaker', () => {
+  const breaker = { failures: 3, cooldown_ms: 30_000, max_cooldown_ms: 120_000 };
+
+  it('opens after consecutive failures, cools down, lets one probe through, and closes on success', () => {
+    let now = 0;
+    const t = new HealthTable(breaker, new Map(), () => now);
+    const fail = () => {
+      expect(t.acquire('m', 'p')).toBe(true);
+      t.release('m', 'p', { type: 'failure', timeout: false });
+    };
+    fail();
+    fail();
+    expect(t.available('m')).toBe(true);
+    fail();
+    expect(t.available('m')).toBe(false);
+    expect(t.acquire('m', 'p')).toBe(false);
+
+    now += 30_000;
+    expect(t.available('m')).toBe(true);
+    expect(t.acquire('m', 'p')).toBe(true); // the probe
+    expect(t.acquire('m', 'p')).toBe(false); // only one at a time
+    t.release('m', 'p', { type: 'success', latencyMs: 120 });
+    expect(t.report().m).toMatchObject({ state: 'closed', consecutiveFailures: 0, latencyMs: 120 });
+    expect(t.available('m')).toBe(true);
+  });
+
+  it('doubles the cooldown while probes fail, up to the maximum', () => {
+    let now = 0;
+    const t = new HealthTable(breaker, new Map(), () => now);
+    for (let i = 0; i < 3; i++) {
+      t.acquire('m', 'p');
+      t.release('m', 'p', { type: 'failure', timeout: true });
+    }
+    const cooldowns: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const until = t.report().m!.openUntil;
+      cooldowns.push(t.report().m!.cooldownMs);
+      now = until;
+      expect(t.acquire('m', 'p')).toBe(true);
+      t.release('m', 'p', { type: 'failure', timeout: false });
+    }
+    expect(cooldowns).toEqual([30_000, 60_000, 120_000, 120_000]);
+    expect(t.report().m).toMatchObject({ timeouts: 3, failures: 7 });
+  });
+
+  it('does not count a client that left, and keeps providers under their concurrency cap', () => {
+    const t = new HealthTable(breaker, new Map([['p', 2]]));
+    expect(t.acquire('a', 'p')).toBe(true);
+    expect(t.acquire('b', 'p')).toBe(true);
+    expect(t.saturated('p')).toBe(true);
+    expect(t.acquire('a', 'p')).toBe(false);
+    t.release('a', 'p', { type: 'neutral' });
+    expect(t.acquire('a', 'p')).toBe(true);
+    expect(t.report().a).toMatchObject({ failures: 0, successes: 0 });
+  });
+});
