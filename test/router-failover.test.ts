@@ -1,0 +1,146 @@
+import OpenAI from 'openai';
+import { afterEach, describe, expect, it } from 'vitest';
+import { bearer } from './helpers/app.ts';
+import { startFakeUpstream, type FakeUpstream } from './helpers/fake-openai.ts';
+import { startServer, writeConfigFile, type TestServer } from './helpers/harness.ts';
+
+/** Two providers: `primary` is cheaper, so it is picked first; `backup` is the fallback. */
+async function twoUpstreams(router: Record<string, unknown> = {}, now?: () => number) {
+  const a = await startFakeUpstream({ chunks: ['from', ' primary'] });
+  const b = await startFakeUpstream({ chunks: ['from', ' backup'] });
+  const config = writeConfigFile({
+    providers: [
+      { id: 'a', type: 'openai-compatible', base_url: a.url, timeouts: { first_byte_ms: 300 } },
+      { id: 'b', type: 'openai-compatible', base_url: b.url },
+    ],
+    models: [
+      { id: 'primary', provider: 'a', upstream_model: 'pm', categories: ['fast', 'general'], price: { input: 0.1, output: 0.1 } },
+      { id: 'backup', provider: 'b', upstream_model: 'bm', categories: ['fast', 'general'], price: { input: 1, output: 1 } },
+    ],
+    router: { breaker: { failures: 2, cooldown_ms: 5000, max_cooldown_ms: 20_000 }, ...router },
+  });
+  const server = await startServer(config, now ? { now } : {});
+  return { a, b, server };
+}
+
+let cleanup: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanup.reverse()) await c();
+  cleanup = [];
+});
+
+async function setup(router: Record<string, unknown> = {}, now?: () => number): Promise<{ a: FakeUpstream; b: FakeUpstream; server: TestServer; client: OpenAI }> {
+  const s = await twoUpstreams(router, now);
+  cleanup.push(() => s.server.close(), () => s.a.close(), () => s.b.close());
+  return { ...s, client: new OpenAI({ apiKey: s.server.tenant.key, baseURL: `${s.server.origin}/v1`, maxRetries: 0 }) };
+}
+
+async function streamTypes(client: OpenAI) {
+  const stream = await client.responses.create({ model: 'auto', input: 'Hi', stream: true });
+  const events: { type: string; sequence_number: number; response?: { model: string; output_text: string } }[] = [];
+  for await (const e of stream) events.push(e as never);
+  return events;
+}
+
+describe('failover before the first token', () => {
+  it.each([
+    ['answers 500', { status: 500 }],
+    ['answers 429', { status: 429, errorBody: '{"error":{"message":"slow down"}}' }],
+    ['hangs', { hang: true }],
+    ['is slow to its first byte', { delayFirstMs: 2000 }],
+  ])('gives one clean stream from the backup when the primary %s', async (_name, fault) => {
+    const { a, b, client } = await setup();
+    a.queue.push(fault);
+    const events = await streamTypes(client);
+    expect(events.map((e) => e.type)).not.toContain('error');
+    expect(events.map((e) => e.sequence_number)).toEqual(events.map((_, i) => i));
+    expect(events[0]!.type).toBe('response.created');
+    expect(events[0]!.response!.model).toBe('backup');
+    const last = events.at(-1)!;
+    expect(last.type).toBe('response.completed');
+    expect(last.response).toMatchObject({ model: 'backup', output_text: 'from backup' });
+    expect(a.requests).toHaveLength(1);
+    expect(b.requests).toHaveLength(1);
+  });
+
+  it('reports the model that answered in the headers', async () => {
+    const { a, server } = await setup();
+    a.queue.push({ status: 503 });
+    const res = await server.app.inject({ method: 'POST', url: '/v1/responses', headers: bearer(server.tenant.key), payload: { input: 'Hi', stream: false } });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['x-eugpt-model']).toBe('backup');
+    expect(res.headers['x-eugpt-route-category']).toBe('fast');
+    expect(res.json().model).toBe('backup');
+  });
+
+  it('does not fail over on a client error (400) from the upstream', async () => {
+    const { a, b, server } = await setup();
+    a.queue.push({ status: 400, errorBody: '{"error":{"message":"bad request"}}' });
+    const res = await server.app.inject({ method: 'POST', url: '/v1/responses', headers: bearer(server.tenant.key), payload: { input: 'Hi', stream: false } });
+    expect(res.statusCode).toBe(502);
+    expect(res.json().error.code).toBe('upstream_unavailable');
+    expect(b.requests).toHaveLength(0);
+  });
+
+  it('answers 502 when every model fails, naming none of them', async () => {
+    const { a, b, server } = await setup();
+    a.queue.push({ status: 500 });
+    b.queue.push({ status: 502 });
+    const res = await server.app.inject({ method: 'POST', url: '/v1/responses', headers: bearer(server.tenant.key), payload: { input: 'Hi' } });
+    expect(res.statusCode).toBe(502);
+    expect(res.headers['content-type']).toMatch(/^application\/json/);
+    expect(res.json().error).toMatchObject({ type: 'upstream_error', code: 'upstream_unavailable' });
+    expect(res.body).not.toMatch(/primary|backup/);
+  });
+
+  it('never fails over after the first token: a mid-stream failure ends the stream', async () => {
+    const { a, b, client } = await setup();
+    a.queue.push({ chunks: ['partial', ' answer', ' lost'], dropAfter: 1 });
+    const events = await streamTypes(client).catch((err: unknown) => err);
+    // The SDK raises the terminal error event.
+    expect(events).toBeInstanceOf(Error);
+    expect(b.requests).toHaveLength(0);
+  });
+});
+
+describe('the breaker', () => {
+  it('routes around a failing model, then probes it after the cooldown and trusts it again', async () => {
+    let now = Date.now();
+    const { a, b, server, client } = await setup({}, () => now);
+    a.queue.push({ status: 500 }, { status: 500 });
+    await streamTypes(client);
+    await streamTypes(client);
+    expect(a.requests).toHaveLength(2);
+
+    // Open: the primary is not tried at all.
+    const third = await streamTypes(client);
+    expect(third.at(-1)!.response!.model).toBe('backup');
+    expect(a.requests).toHaveLength(2);
+    const ready = await server.app.inject({ method: 'GET', url: '/readyz' });
+    expect(ready.json().routing.primary).toMatchObject({ state: 'open', failures: 2 });
+
+    // After the cooldown one probe goes through; it succeeds, so the breaker closes.
+    now += 5000;
+    const probe = await streamTypes(client);
+    expect(probe.at(-1)!.response!.model).toBe('primary');
+    expect(a.requests).toHaveLength(3);
+    const after = await server.app.inject({ method: 'GET', url: '/readyz' });
+    expect(after.json().routing.primary).toMatchObject({ state: 'closed', consecutiveFailures: 0 });
+    expect(b.requests.length).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe('routing report', () => {
+  it('sends response.routing.completed only when asked', async () => {
+    const { server } = await setup();
+    const client = new OpenAI({ apiKey: server.tenant.key, baseURL: `${server.origin}/v1`, maxRetries: 0 });
+    const asked = await client.responses.create({ model: 'auto', input: 'Hi', stream: true, stream_options: { include_routing: true } } as never);
+    const events: { type: string; model_id?: string; category?: string; reason?: string }[] = [];
+    for await (const e of asked as AsyncIterable<{ type: string }>) events.push(e);
+    expect(events.map((e) => e.type).slice(0, 3)).toEqual(['response.created', 'response.in_progress', 'response.routing.completed']);
+    expect(events[2]).toMatchObject({ model_id: 'primary', category: 'fast', reason: expect.stringContaining('short prompt') });
+
+    const plain = await streamTypes(client);
+    expect(plain.map((e) => e.type)).not.toContain('response.routing.completed');
+  });
+});
