@@ -51,7 +51,7 @@ describe('config', () => {
     for (const path of [fileWith('c.yaml', '# nothing yet\n'), fileWith('c.json', '{}')]) {
       const { catalog } = loadConfig({ EUGPT_CONFIG: path });
       expect(catalog).toMatchObject({ providers: [], models: [] });
-      expect(catalog.router).toMatchObject({ fast_max_tokens: 300, breaker: { failures: 3 }, failover: { max_attempts: 3 } });
+      expect(catalog.router).toMatchObject({ fast_max_tokens: 100, breaker: { failures: 3 }, failover: { max_attempts: 3 } });
     }
   });
 

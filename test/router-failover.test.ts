@@ -38,7 +38,7 @@ async function setup(router: Record<string, unknown> = {}, now?: () => number): 
 async function streamTypes(client: OpenAI) {
   const stream = await client.responses.create({ model: 'auto', input: 'Hi', stream: true });
   const events: { type: string; sequence_number: number; response?: { model: string; output_text: string } }[] = [];
-  for await (const e of stream) events.push(e as never);
+  for await (const e of stream) events.push(e);
   return events;
 }
 
@@ -136,7 +136,7 @@ describe('routing report', () => {
     const client = new OpenAI({ apiKey: server.tenant.key, baseURL: `${server.origin}/v1`, maxRetries: 0 });
     const asked = await client.responses.create({ model: 'auto', input: 'Hi', stream: true, stream_options: { include_routing: true } } as never);
     const events: { type: string; model_id?: string; category?: string; reason?: string }[] = [];
-    for await (const e of asked as AsyncIterable<{ type: string }>) events.push(e);
+    for await (const e of asked as unknown as AsyncIterable<{ type: string }>) events.push(e);
     expect(events.map((e) => e.type).slice(0, 3)).toEqual(['response.created', 'response.in_progress', 'response.routing.completed']);
     expect(events[2]).toMatchObject({ model_id: 'primary', category: 'fast', reason: expect.stringContaining('short prompt') });
 

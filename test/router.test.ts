@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { modelSchema, routerSchema, type Catalog, type ModelConfig } from '../src/router/catalog.ts';
 import { classify, type RequestFeatures } from '../src/router/classify.ts';
+import { evaluate, type LabelledPrompt } from '../src/router/evaluate.ts';
 import { HealthTable, type HealthView } from '../src/router/health.ts';
 import { pick } from '../src/router/pick.ts';
 
@@ -31,7 +33,10 @@ describe('classify', () => {
     ['a single weak cue', { inputText: 'Compare and contrast tea and coffee.' }, 'general'],
     ['retrieval', { retrieval: true }, 'general'],
     ['a medium prompt without cues', { promptTokens: 800, inputText: 'Tell me about the history of the Hanseatic League.' }, 'general'],
-    ['many questions', { inputText: 'Who? What? Where? When?' , promptTokens: 20 }, 'general'],
+    ['many questions', { inputText: 'Who? What? Where? When?', promptTokens: 20 }, 'general'],
+    ['a short request for a long answer', { inputText: 'Write a detailed report on Dutch dikes.' }, 'general'],
+    ['a Polish request for a long answer', { inputText: 'Napisz szczegółowy raport o Bałtyku.' }, 'general'],
+    ['code with a programming task', { inputText: 'Debug this: ```js\nconst x = y.map(f)\n```' }, 'reasoning'],
   ])('%s → %s', (_name, over, category) => {
     expect(classify(features(over), settings).category).toBe(category);
   });
@@ -43,6 +48,7 @@ describe('classify', () => {
 
   it('uses the configured thresholds', () => {
     const strict = routerSchema.parse({ fast_max_tokens: 5, long_context_tokens: 100 });
+    expect(classify(features({ promptTokens: 20 }), settings).category).toBe('fast');
     expect(classify(features({ promptTokens: 20 }), strict).category).toBe('general');
     expect(classify(features({ promptTokens: 101 }), strict).category).toBe('long-context');
   });
@@ -165,5 +171,16 @@ describe('the circuit breaker', () => {
     t.release('a', 'p', { type: 'neutral' });
     expect(t.acquire('a', 'p')).toBe(true);
     expect(t.report().a).toMatchObject({ failures: 0, successes: 0 });
+  });
+});
+
+describe('the router evaluation set', () => {
+  it('has at least 60 labelled prompts in several languages, and the classifier gets at least 90% right', async () => {
+    const set = JSON.parse(readFileSync(new URL('./fixtures/router-eval.json', import.meta.url), 'utf8')) as LabelledPrompt[];
+    expect(set.length).toBeGreaterThanOrEqual(60);
+    expect(new Set(set.map((p) => p.lang)).size).toBeGreaterThanOrEqual(5);
+    const result = evaluate(set, settings);
+    expect(result.accuracy).toBeGreaterThanOrEqual(0.9);
+    for (const c of ['fast', 'general', 'reasoning', 'long-context'] as const) expect(result.confusion[c][c]).toBeGreaterThan(0);
   });
 });

@@ -60,7 +60,7 @@ const positive = (def: number, max: number) => z.number().int().min(1).max(max).
 export const routerSchema = z
   .strictObject({
     /** Prompt (input + history) up to this many tokens, with no other signal, is `fast`. */
-    fast_max_tokens: positive(300, 1_000_000),
+    fast_max_tokens: positive(100, 1_000_000),
     /** Prompt above this many tokens is `long-context`. */
     long_context_tokens: positive(24_000, 10_000_000),
     /** Reasoning cues needed to call a request `reasoning`. */

@@ -9,9 +9,10 @@ import type { Capability, RouterSettings } from './catalog.ts';
  * 2. `reasoning.effort` when sent: high/medium → `reasoning`, low/minimal → `fast`.
  * 3. `reasoning` when the reasoning cues of the latest input weigh at least
  *    `reasoning_min_cues` (proofs and "step by step" weigh 2; maths, code,
- *    analysis and many-part questions weigh 1 each).
+ *    a programming task, analysis and many-part questions weigh 1 each).
  * 4. `fast` when the prompt is at most `fast_max_tokens`, without retrieval
- *    (project or files) and without any reasoning cue.
+ *    (project or files), without any reasoning cue, and without asking for a
+ *    long answer (a report, an article, "detailed", "600 words"…).
  * 5. `general` otherwise.
  */
 
@@ -66,8 +67,13 @@ const CUES: Cue[] = [
   {
     name: 'code',
     weight: 1,
+    test: (t) => /```|\b(def|function|class|const|let|var|return|import|public static|#include)\b.*[({=;:]|=>/i.test(t),
+  },
+  {
+    name: 'programming',
+    weight: 1,
     test: (t) =>
-      /```|\b(def|function|class|const|let|var|return|import|public static|#include)\b.*[({=;:]|=>|\b(algorithm|complexity|big-?o|refactor|debug|stack trace|segfault|regex|sql query|unit test|algorithme|algorithmus|algoritme|algoritmo|algorytm)\w*/i.test(t),
+      /\b(algorithm|complexity|big-?o|refactor|debug|stack trace|segfault|race condition|deadlock|regex|sql query|unit test|algorithme|algorithmus|algoritme|algoritmo|algorytm|complexité|komplexität|complejidad|complessità|złożoność)\w*/i.test(t),
   },
   {
     name: 'analysis',
@@ -81,6 +87,12 @@ const CUES: Cue[] = [
     test: (t) => (t.match(/\?/g)?.length ?? 0) >= 3 || (t.match(/^\s*(\d+[.)]|[-*•])\s+\S/gm)?.length ?? 0) >= 3,
   },
 ];
+
+/** Asking for a long piece of writing: no task for the fastest model, however short the prompt. */
+const LONG_ANSWER =
+  /\b\d{3,}[- ]?(words?|mots|wörter|woorden|palabras|parole|słów|palavras|ord)\b|\b(detailed|in detail|comprehensive|essay|report|article|blog post|white ?paper|guide|détaillée?|rapport|dissertation|ausführlich\w*|bericht|aufsatz|artikel|uitgebreid\w*|verslag|detallad[oa]|informe|ensayo|artículo|dettagliat[oa]|relazione|saggio|articolo|szczegółow\w*|raport|artykuł|utförlig\w*|detalhad[oa]|relatório|udførlig\w*)\b/i;
+
+export const asksForLongAnswer = (text: string) => LONG_ANSWER.test(text);
 
 export function reasoningCues(text: string): { cues: string[]; weight: number } {
   const hits = CUES.filter((c) => c.test(text));
@@ -96,9 +108,16 @@ export function classify(f: RequestFeatures, s: RouterSettings): Classification 
   if (effort === 'high' || effort === 'medium') return { category: 'reasoning', reason: `reasoning.effort is ${effort}`, cues };
   if (effort === 'low' || effort === 'minimal') return { category: 'fast', reason: `reasoning.effort is ${effort}`, cues };
   if (weight >= s.reasoning_min_cues) return { category: 'reasoning', reason: `reasoning cues: ${cues.join(', ')}`, cues };
-  if (f.promptTokens <= s.fast_max_tokens && !f.retrieval && weight === 0) {
+  const longAnswer = asksForLongAnswer(f.inputText);
+  if (f.promptTokens <= s.fast_max_tokens && !f.retrieval && weight === 0 && !longAnswer) {
     return { category: 'fast', reason: `short prompt (${f.promptTokens} tokens) without reasoning cues`, cues };
   }
-  const why = f.retrieval ? 'retrieval' : weight > 0 ? `a weak reasoning cue (${cues.join(', ')})` : `prompt of ${f.promptTokens} tokens`;
+  const why = f.retrieval
+    ? 'retrieval'
+    : weight > 0
+      ? `a weak reasoning cue (${cues.join(', ')})`
+      : longAnswer
+        ? 'asks for a long answer'
+        : `prompt of ${f.promptTokens} tokens`;
   return { category: 'general', reason: `general: ${why}`, cues };
 }
