@@ -123,3 +123,38 @@ describe('toAnthropic', () => {
     });
   });
 });
+
+describe('two providers, one OpenAI-compatible and one Anthropic', () => {
+  it('sends chatty prompts to the fast model and hard ones to the reasoning model, and says which answered', async () => {
+    const fast = await startFakeUpstream({ chunks: ['Hi!'] });
+    const deep = await startFakeAnthropic({ chunks: ['Suppose √2 = p/q…'] });
+    const server = await startServer(
+      writeConfigFile({
+        providers: [
+          { id: 'local', type: 'openai-compatible', base_url: fast.url },
+          { id: 'claude', type: 'anthropic', base_url: deep.url, api_key_env: 'FAKE_UPSTREAM_KEY' },
+        ],
+        models: [
+          { id: 'small', provider: 'local', upstream_model: 'llama3.2:3b', categories: ['fast', 'general'], price: { input: 0.1, output: 0.3 } },
+          { id: 'thinker', provider: 'claude', upstream_model: 'claude-x', categories: ['reasoning'], context_window: 200000, max_output_tokens: 8192, price: { input: 3, output: 15 } },
+        ],
+      }),
+    );
+    try {
+      const c = client(server);
+      const chat = await c.responses.create({ model: 'auto', input: 'Hey, how is it going?', stream: false });
+      expect(chat.model).toBe('small');
+      const hard = await c.responses.create({ model: 'auto', input: 'Prove step by step that √2 is irrational.', stream: false });
+      expect(hard.model).toBe('thinker');
+      expect(hard.output_text).toBe('Suppose √2 = p/q…');
+      expect(fast.requests).toHaveLength(1);
+      expect(deep.requests).toHaveLength(1);
+      const models = await c.models.list();
+      expect(models.data.map((m) => m.id)).toEqual(['auto', 'small', 'thinker']);
+    } finally {
+      await server.close();
+      await fast.close();
+      await deep.close();
+    }
+  });
+});

@@ -99,7 +99,7 @@ models:
 
   it.each(['ollama.yaml', 'docker.yaml', 'examples.yaml'])('accepts the shipped config/%s', (name) => {
     const path = new URL(`../config/${name}`, import.meta.url).pathname;
-    expect(loadConfig({ EUGPT_CONFIG: path, MISTRAL_API_KEY: 'k' }).catalog.models.length).toBeGreaterThan(0);
+    expect(loadConfig({ EUGPT_CONFIG: path, MISTRAL_API_KEY: 'k', ANTHROPIC_API_KEY: 'k' }).catalog.models.length).toBeGreaterThan(0);
   });
 
   it('gives the CLI its server URL from EUGPT_URL or PORT', () => {
