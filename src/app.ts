@@ -11,7 +11,9 @@ import { errorsPlugin, sendError, toApiError } from './http/errors.ts';
 import { healthRoutes } from './http/health.ts';
 import { openapiPlugin } from './http/openapi.ts';
 import { createProviders } from './providers/registry.ts';
+import { pruneRateWindows } from './limits/rate.ts';
 import { HealthTable } from './router/health.ts';
+import { syncPlans } from './tenancy/plans.ts';
 import { v1Routes } from './v1/routes.ts';
 
 export interface AppDeps {
@@ -19,7 +21,7 @@ export interface AppDeps {
   database: Database;
   /** Tuning for tests (the SSE keep-alive interval). */
   responses?: { keepAliveMs?: number };
-  /** The clock of the router's health table (tests move it to cool breakers down). */
+  /** The clock of quota windows, trials and the router's breakers (tests move it). */
   now?: () => number;
   /** A ready logger (the process's), or `false` for none (tests); default: one made from config. */
   logger?: FastifyBaseLogger | false;
@@ -91,13 +93,20 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     flushMs: config.lastUsedFlushMs,
     onFlushError: (err) => app.log.warn({ err }, 'could not record API key last use'),
   });
+  const now = deps.now ?? Date.now;
+  await syncPlans(database.db, config.plans);
   const providers = createProviders(config.catalog);
   const health = new HealthTable(
     config.catalog.router.breaker,
     new Map(config.catalog.providers.map((p) => [p.id, p.max_concurrency])),
-    deps.now,
+    now,
   );
+  const prune = setInterval(() => {
+    pruneRateWindows(database.db, now()).catch((err: unknown) => app.log.warn({ err }, 'could not prune rate counters'));
+  }, 60_000);
+  prune.unref();
   app.addHook('onClose', async () => {
+    clearInterval(prune);
     await keyAuth.close();
     await providers.close();
   });
@@ -106,7 +115,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(errorsPlugin);
   await app.register(openapiPlugin);
   await app.register(healthRoutes, { database, catalog: config.catalog, health });
-  await app.register(v1Routes, { prefix: '/v1', keyAuth, db: database.db, catalog: config.catalog, providers, health, ...deps.responses });
-  await app.register(adminRoutes, { prefix: '/admin/v1', db: database.db, adminToken: config.adminToken, keyAuth });
+  await app.register(v1Routes, { prefix: '/v1', keyAuth, db: database.db, catalog: config.catalog, providers, health, now, ...deps.responses });
+  await app.register(adminRoutes, { prefix: '/admin/v1', db: database.db, adminToken: config.adminToken, keyAuth, now });
   return app;
 }

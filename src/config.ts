@@ -4,6 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { formatPath } from './param-path.ts';
 import { catalogSchema, checkCatalog, type Catalog } from './router/catalog.ts';
+import { planConfigSchema, type PlanInput } from './tenancy/plans.ts';
 
 /**
  * The one place that reads process.env (DESIGN.md: "One config object").
@@ -69,8 +70,8 @@ const envSchema = z.object({
   EUGPT_LOG_PRETTY: boolFromEnv.default(false),
 });
 
-/** The optional config file. Later capabilities (plans, …) add their sections here. */
-const fileSchema = z.strictObject({ ...catalogSchema });
+/** The optional config file: providers, models, router settings, plans. */
+const fileSchema = z.strictObject({ ...catalogSchema, plans: z.array(planConfigSchema).default([]) });
 
 type FileConfig = z.infer<typeof fileSchema>;
 
@@ -96,6 +97,8 @@ export interface Config {
   configFile: string | undefined;
   /** Providers (with their API keys read from the environment) and models. */
   catalog: Catalog;
+  /** Plans of the config file, written to the database at start. */
+  plans: (PlanInput & { name: string })[];
 }
 
 function describe(prefix: string, error: z.ZodError): string {
@@ -124,6 +127,11 @@ function loadFileConfig(path: string | undefined): FileConfig {
   const parsed = fileSchema.safeParse(data);
   if (!parsed.success) throw new ConfigError(describe(`EUGPT_CONFIG (${path}) `, parsed.error));
   const problems = checkCatalog(parsed.data);
+  const names = new Set<string>();
+  parsed.data.plans.forEach((p, i) => {
+    if (names.has(p.name)) problems.push(`plans[${i}] (${p.name}): duplicate plan name`);
+    names.add(p.name);
+  });
   if (problems.length > 0) throw new ConfigError(problems.map((p) => `EUGPT_CONFIG (${path}) ${p}`).join('\n'));
   return parsed.data;
 }
@@ -146,6 +154,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!parsed.success) throw new ConfigError(describe('', parsed.error));
   const e = parsed.data;
   const configFile = e.EUGPT_CONFIG === undefined ? undefined : resolve(e.EUGPT_CONFIG);
+  const file = loadFileConfig(configFile);
   return {
     port: e.PORT,
     host: e.HOST,
@@ -162,7 +171,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     keyCacheTtlMs: e.EUGPT_KEY_CACHE_TTL_MS,
     lastUsedFlushMs: e.EUGPT_LAST_USED_FLUSH_MS,
     configFile,
-    catalog: catalogFrom(loadFileConfig(configFile), cleaned, configFile),
+    catalog: catalogFrom(file, cleaned, configFile),
+    plans: file.plans,
   };
 }
 

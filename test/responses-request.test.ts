@@ -31,6 +31,7 @@ describe('POST /v1/responses request parsing', () => {
       parallelToolCalls: true,
       includeRouting: false,
       reasoningEffort: null,
+      toolsRequested: false,
     });
   });
 
@@ -75,6 +76,7 @@ describe('POST /v1/responses request parsing', () => {
       parallelToolCalls: false,
       includeRouting: true,
       reasoningEffort: 'high',
+      toolsRequested: true,
       responseFormat: { type: 'json_schema', name: 'answer', schema: { type: 'object' }, strict: true },
     });
     expect(parseCreateRequest({ input: 'x', text: { format: { type: 'json_object' } } }).responseFormat).toEqual({ type: 'json_object' });

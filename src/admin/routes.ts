@@ -4,18 +4,21 @@ import type { Db } from '../db/client.ts';
 import { requireAdminToken } from './guard.ts';
 import { keyRoutes } from './key-routes.ts';
 import { organizationRoutes } from './organization-routes.ts';
+import { planRoutes } from './plan-routes.ts';
 import { projectRoutes } from './project-routes.ts';
 
 export interface AdminOptions {
   db: Db;
   adminToken: string | undefined;
   keyAuth: KeyAuth;
+  now: () => number;
 }
 
 /** `/admin/v1`: tenancy and key management for operators and the `eugpt` CLI. */
 export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, opts) => {
   requireAdminToken(app, opts.adminToken);
-  await app.register(organizationRoutes, { db: opts.db });
+  await app.register(organizationRoutes, { db: opts.db, keyAuth: opts.keyAuth, now: opts.now });
+  await app.register(planRoutes, { db: opts.db });
   await app.register(keyRoutes, { db: opts.db, keyAuth: opts.keyAuth });
   await app.register(projectRoutes, { db: opts.db });
 };

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { ApiKey } from '../auth/key-admin.ts';
 import type { Organization, User } from '../tenancy/organizations.ts';
+import { featuresOf, type Plan } from '../tenancy/plans.ts';
 import type { Project, ProjectMember } from '../tenancy/projects.ts';
 
 /** The admin API's resource shapes: snake_case, ISO 8601 timestamps. */
@@ -15,9 +16,27 @@ export const organizationView = z
     plan: z.string(),
     status: z.enum(['active', 'suspended']),
     api_access: z.boolean(),
+    daily_token_limit: z.number().int().nullable().describe("Overrides the plan's; null: the plan's"),
+    monthly_token_limit: z.number().int().nullable().describe("Overrides the plan's; null: the plan's"),
+    trial_ends_at: timestamp.nullable(),
     created_at: timestamp,
   })
   .meta({ id: 'Organization' });
+
+export const planView = z
+  .object({
+    object: z.literal('plan'),
+    name: z.string(),
+    daily_tokens: z.number().int().nullable(),
+    monthly_tokens: z.number().int().nullable(),
+    user_daily_tokens: z.number().int().nullable(),
+    user_monthly_tokens: z.number().int().nullable(),
+    requests_per_minute: z.number().int().nullable(),
+    trial_days: z.number().int().nullable(),
+    features: z.record(z.string(), z.boolean()),
+    updated_at: timestamp,
+  })
+  .meta({ id: 'Plan' });
 
 export const userView = z
   .object({
@@ -75,7 +94,23 @@ export const showOrganization = (o: Organization): z.infer<typeof organizationVi
   plan: o.plan,
   status: o.status,
   api_access: o.apiAccess,
+  daily_token_limit: o.dailyTokenLimit,
+  monthly_token_limit: o.monthlyTokenLimit,
+  trial_ends_at: iso(o.trialEndsAt),
   created_at: o.createdAt.toISOString(),
+});
+
+export const showPlan = (p: Plan): z.infer<typeof planView> => ({
+  object: 'plan',
+  name: p.name,
+  daily_tokens: p.dailyTokens,
+  monthly_tokens: p.monthlyTokens,
+  user_daily_tokens: p.userDailyTokens,
+  user_monthly_tokens: p.userMonthlyTokens,
+  requests_per_minute: p.requestsPerMinute,
+  trial_days: p.trialDays,
+  features: featuresOf(p.features),
+  updated_at: p.updatedAt.toISOString(),
 });
 
 export const showUser = (u: User): z.infer<typeof userView> => ({

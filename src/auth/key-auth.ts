@@ -1,8 +1,28 @@
 import { eq, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.ts';
-import { apiKeys, organizations, users } from '../db/schema.ts';
+import { apiKeys, organizations, plans, users } from '../db/schema.ts';
 import { unauthorized } from '../http/api-error.ts';
+import { featuresOf, type Feature } from '../tenancy/plans.ts';
 import { hashKey, KEY_PREFIX } from './keys.ts';
+
+/** Token limits that apply to a caller; null: no limit. */
+export interface Limits {
+  orgDay: number | null;
+  orgMonth: number | null;
+  userDay: number | null;
+  userMonth: number | null;
+}
+
+/** What the organisation's status, policy and plan allow (cached with the key). */
+export interface Policy {
+  status: 'active' | 'suspended';
+  apiAccess: boolean;
+  plan: string;
+  trialEndsAt: number | null;
+  features: Record<Feature, boolean>;
+  limits: Limits;
+  requestsPerMinute: number | null;
+}
 
 /** Who is calling, as the `/v1` routes see it. */
 export interface Principal {
@@ -10,9 +30,7 @@ export interface Principal {
   userId: string;
   organizationId: string;
   role: 'owner' | 'admin' | 'member';
-  organizationStatus: 'active' | 'suspended';
-  apiAccess: boolean;
-  plan: string;
+  policy: Policy;
 }
 
 type Lookup = { principal: Principal; revoked: boolean } | null;
@@ -37,6 +55,8 @@ export interface KeyAuth {
   authenticate(header: string | undefined): Promise<Principal>;
   /** Drops cached look-ups of the given key ids (a revocation through this instance). */
   forget(keyIds: string[]): void;
+  /** Drops cached look-ups of an organisation's keys (its policy, plan or limits changed here). */
+  forgetOrganization(organizationId: string): void;
   /** Writes the pending `last_used_at` values. */
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -58,20 +78,39 @@ export function createKeyAuth(opts: KeyAuthOptions): KeyAuth {
         revokedAt: apiKeys.revokedAt,
         userId: users.id,
         role: users.role,
-        organizationId: organizations.id,
-        organizationStatus: organizations.status,
-        apiAccess: organizations.apiAccess,
-        plan: organizations.plan,
+        org: organizations,
+        plan: plans,
       })
       .from(apiKeys)
       .innerJoin(users, eq(users.id, apiKeys.userId))
       .innerJoin(organizations, eq(organizations.id, users.organizationId))
+      .leftJoin(plans, eq(plans.name, organizations.plan))
       .where(eq(apiKeys.secretHash, hash))
       .limit(1);
     const row = rows[0];
     if (row === undefined) return null;
-    const { revokedAt, ...principal } = row;
-    return { principal, revoked: revokedAt !== null };
+    const { org, plan } = row;
+    const principal: Principal = {
+      keyId: row.keyId,
+      userId: row.userId,
+      organizationId: org.id,
+      role: row.role,
+      policy: {
+        status: org.status,
+        apiAccess: org.apiAccess,
+        plan: org.plan,
+        trialEndsAt: org.trialEndsAt?.getTime() ?? null,
+        features: featuresOf(plan?.features),
+        limits: {
+          orgDay: org.dailyTokenLimit ?? plan?.dailyTokens ?? null,
+          orgMonth: org.monthlyTokenLimit ?? plan?.monthlyTokens ?? null,
+          userDay: plan?.userDailyTokens ?? null,
+          userMonth: plan?.userMonthlyTokens ?? null,
+        },
+        requestsPerMinute: plan?.requestsPerMinute ?? null,
+      },
+    };
+    return { principal, revoked: row.revokedAt !== null };
   }
 
   async function lookup(hash: string): Promise<Lookup> {
@@ -140,6 +179,11 @@ export function createKeyAuth(opts: KeyAuthOptions): KeyAuth {
       const ids = new Set(keyIds);
       for (const [hash, entry] of cache) {
         if (entry.value !== null && ids.has(entry.value.principal.keyId)) cache.delete(hash);
+      }
+    },
+    forgetOrganization(organizationId) {
+      for (const [hash, entry] of cache) {
+        if (entry.value?.principal.organizationId === organizationId) cache.delete(hash);
       }
     },
     flush: () => (flushing = flushing.then(flush)),

@@ -30,6 +30,10 @@ export const organizations = pgTable(
     plan: text('plan').notNull().default('default'),
     status: text('status', { enum: ['active', 'suspended'] }).notNull().default('active'),
     apiAccess: boolean('api_access').notNull().default(true),
+    /** Overrides of the plan's organisation-wide token limits; null: the plan's. */
+    dailyTokenLimit: bigint('daily_token_limit', { mode: 'number' }),
+    monthlyTokenLimit: bigint('monthly_token_limit', { mode: 'number' }),
+    trialEndsAt: timestamp('trial_ends_at', { withTimezone: true }),
     createdAt: createdAt(),
   },
   (t) => [check('organizations_status_check', sql`${t.status} in ('active', 'suspended')`)],
@@ -194,6 +198,32 @@ export const usageTotals = pgTable(
     outputTokens: bigint('output_tokens', { mode: 'number' }).notNull().default(0),
     totalTokens: bigint('total_tokens', { mode: 'number' }).notNull().default(0),
     requests: integer('requests').notNull().default(0),
+    /** Tokens held by requests in flight (their estimates), released when each is reconciled. */
+    reservedTokens: bigint('reserved_tokens', { mode: 'number' }).notNull().default(0),
   },
   (t) => [primaryKey({ columns: [t.subjectType, t.subjectId, t.window, t.windowStart] })],
+);
+
+/** Named plans: token limits (null: none), feature flags, an optional trial length. */
+export const plans = pgTable('plans', {
+  name: text('name').primaryKey(),
+  dailyTokens: bigint('daily_tokens', { mode: 'number' }),
+  monthlyTokens: bigint('monthly_tokens', { mode: 'number' }),
+  userDailyTokens: bigint('user_daily_tokens', { mode: 'number' }),
+  userMonthlyTokens: bigint('user_monthly_tokens', { mode: 'number' }),
+  requestsPerMinute: integer('requests_per_minute'),
+  trialDays: integer('trial_days'),
+  features: jsonb('features').notNull().default({}),
+  updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+});
+
+/** Requests per API key per UTC minute, for the optional request rate limit. */
+export const rateWindows = pgTable(
+  'rate_windows',
+  {
+    keyId: uuid('key_id').notNull(),
+    windowStart: timestamp('window_start', { withTimezone: true }).notNull(),
+    count: integer('count').notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.keyId, t.windowStart] }), index('rate_windows_start_idx').on(t.windowStart)],
 );

@@ -33,6 +33,7 @@ export interface AttemptDeps {
   providers: Providers;
   health: HealthTable;
   log: FastifyBaseLogger;
+  now: () => number;
 }
 
 /** Aborts an attempt because the failover deadline passed (not the client's doing). */
@@ -69,7 +70,7 @@ export async function startWithFailover(
     const onClientGone = () => controller.abort(client.reason);
     client.addEventListener('abort', onClientGone, { once: true });
     const timer = setTimeout(() => controller.abort(deadlinePassed(failover.deadline_ms)), left);
-    const startedAt = Date.now();
+    const startedAt = deps.now();
     let context: ResponseContext;
     try {
       context = await contextFor(deps.db, prepared, request, model);
@@ -105,7 +106,7 @@ export async function startWithFailover(
       signal: controller.signal,
       clientGone: () => client.aborted,
       promptTokens: context.promptTokens,
-      now: Date.now,
+      now: deps.now,
       routing: request.includeRouting ? { model_id: model.id, category: decision.category, reason: decision.reason } : undefined,
       onUpstreamError: (err) => deps.log.warn({ model: model.id, error: describe(err) }, 'upstream failed mid-answer'),
     });

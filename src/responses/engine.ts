@@ -49,7 +49,9 @@ export async function* runResponse(run: EngineRun): AsyncGenerator<ResponseEvent
     // Upstream counts win; without them (no usage chunk, a cut stream) we count ourselves.
     b.usage ??= { inputTokens: run.promptTokens, outputTokens: countTokens(b.outputText), cachedTokens: 0, reasoningTokens: 0 };
   };
-  const fail = (err: unknown) => {
+  const fail = (err: unknown, beforeAnyOutput = false) => {
+    // An upstream that failed before sending anything produced nothing to count.
+    if (beforeAnyOutput) b.usage ??= { inputTokens: 0, outputTokens: 0, cachedTokens: 0, reasoningTokens: 0 };
     settleUsage();
     if (run.clientGone()) {
       b.incompleteReason = 'client_disconnected';
@@ -66,7 +68,7 @@ export async function* runResponse(run: EngineRun): AsyncGenerator<ResponseEvent
     next = await upstream.next();
   } catch (err) {
     done = true;
-    fail(err);
+    fail(err, true);
     throw err;
   }
 

@@ -86,6 +86,8 @@ export interface CreateRequest {
   parallelToolCalls: boolean;
   includeRouting: boolean;
   reasoningEffort: string | null;
+  /** The client sent tools (the plan must include them). */
+  toolsRequested: boolean;
 }
 
 const CODE_BY_FIELD: Record<string, string> = {
@@ -173,5 +175,6 @@ export function parseCreateRequest(body: unknown): CreateRequest {
     parallelToolCalls: b.parallel_tool_calls ?? true,
     includeRouting: b.stream_options?.include_routing === true,
     reasoningEffort: b.reasoning?.effort ?? null,
+    toolsRequested: (b.tools?.length ?? 0) > 0,
   };
 }

@@ -9,13 +9,17 @@ import type { Providers } from '../providers/registry.ts';
 import { hasEnabledModel, type Catalog } from '../router/catalog.ts';
 import type { RequestFeatures } from '../router/classify.ts';
 import type { HealthTable } from '../router/health.ts';
-import { pick } from '../router/pick.ts';
+import { pick, type Decision } from '../router/pick.ts';
+import { requireFeature } from '../limits/policy.ts';
+import { estimateTokens, rateHeaders, release, reserve, snapshotHeaders } from '../limits/quota.ts';
+import { checkRequestRate } from '../limits/rate.ts';
+import { windowsAt } from '../limits/windows.ts';
 import { startWithFailover, type Attempt } from './attempts.ts';
 import { collect } from './collect.ts';
-import { prepareContext, type PreparedContext } from './context.ts';
+import { outputBudget, prepareContext, type PreparedContext } from './context.ts';
 import { logFinished, noModel, unroutable, upstreamFailure } from './errors.ts';
 import type { ResponseEvent } from './events.ts';
-import { parseCreateRequest, createResponseBody, type CreateRequest } from './request.ts';
+import { createResponseBody, parseCreateRequest, type CreateRequest } from './request.ts';
 import { responseObjectSchema } from './schemas.ts';
 import { SSE_HEADERS, writeEvents } from './sse.ts';
 import { findOwnedResponse, saveResponse } from './store.ts';
@@ -25,8 +29,10 @@ export interface ResponseRouteOptions {
   catalog: Catalog;
   providers: Providers;
   health: HealthTable;
+  /** The clock of quota windows and trials (tests move it). */
+  now: () => number;
   /** Overrides the SSE keep-alive interval (tests). */
-  keepAliveMs?: number;
+  keepAliveMs?: number | undefined;
 }
 
 const security = [{ apiKey: [] }];
@@ -50,6 +56,18 @@ function featuresOf(request: CreateRequest, prepared: PreparedContext): RequestF
   };
 }
 
+/**
+ * The tokens a request may use, reserved before any upstream call: the prompt
+ * (history trimmed to the largest window it may be sent to) and the largest
+ * output budget among the models it may be sent to.
+ */
+function estimateFor(request: CreateRequest, prepared: PreparedContext, decision: Decision, catalog: Catalog): number {
+  const models = [decision.model, ...decision.fallbacks].slice(0, catalog.router.failover.max_attempts);
+  const output = Math.max(...models.map((m) => outputBudget(request, m)));
+  const window = Math.max(...models.map((m) => m.context_window - outputBudget(request, m)));
+  return estimateTokens(Math.min(prepared.fixedTokens + prepared.historyTokens, window), output);
+}
+
 /** How an attempt that reached the client counts for its model's health. */
 function healthOutcome(attempt: Attempt) {
   const b = attempt.builder;
@@ -61,13 +79,24 @@ function healthOutcome(attempt: Attempt) {
 export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async (app, opts) => {
   const { db, catalog, health } = opts;
 
-  async function create(req: FastifyRequest, reply: FastifyReply, request: CreateRequest) {
+  async function create(req: FastifyRequest, reply: FastifyReply, body: unknown) {
     const principal = principalOf(req);
+    const now = opts.now();
+    const windows = windowsAt(now);
+    // Every answer of this route carries the quota headers (SPEC.md), refusals included.
+    reply.headers(await snapshotHeaders(db, principal, windows, now));
+    const request = parseCreateRequest(body);
+    await checkRequestRate(db, principal, now);
+    if (request.projectId !== null) requireFeature(principal, 'projects', 'projects');
+    if (request.toolsRequested) requireFeature(principal, 'tools', 'tools');
     if (!hasEnabledModel(catalog)) throw noModel();
     const prepared = await prepareContext(db, principal, request);
     const decision = pick(featuresOf(request, prepared), catalog, health);
     if (decision.model === null) throw unroutable(decision.why, prepared);
     req.log.info({ model: decision.model.id, category: decision.category, reason: decision.reason }, 'routed');
+
+    const reservation = await reserve(db, principal, estimateFor(request, prepared, decision, catalog), windows, now);
+    reply.headers(rateHeaders(reservation.states, now));
 
     // A client that goes away aborts the upstream call at once (SPEC.md).
     const client = new AbortController();
@@ -75,13 +104,25 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
       if (!reply.raw.writableEnded) client.abort(new Error('client disconnected'));
     });
 
-    const outcome = await startWithFailover({ ...opts, log: req.log }, request, prepared, decision, client.signal);
+    const outcome = await startWithFailover({ ...opts, log: req.log }, request, prepared, decision, client.signal).catch(async (err: unknown) => {
+      await release(db, reservation).catch((e: unknown) => req.log.error({ err: e }, 'could not release a reservation'));
+      throw err;
+    });
     const save = (attempt: Attempt) =>
-      saveResponse(db, { builder: attempt.builder, principal, context: attempt.context, projectId: request.projectId, instructions: request.instructions });
+      saveResponse(db, {
+        builder: attempt.builder,
+        principal,
+        context: attempt.context,
+        projectId: request.projectId,
+        instructions: request.instructions,
+        reservation,
+      });
     if (outcome.type !== 'started') {
       if (outcome.attempt !== undefined) {
         await save(outcome.attempt).catch((e: unknown) => req.log.error({ err: e }, 'could not store a failed response'));
         logFinished(req, outcome.attempt);
+      } else {
+        await release(db, reservation).catch((e: unknown) => req.log.error({ err: e }, 'could not release a reservation'));
       }
       if (outcome.type === 'gone') return reply.hijack();
       throw outcome.attempt === undefined ? noModel() : upstreamFailure(outcome.error);
@@ -147,7 +188,7 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
       // The body is parsed by parseCreateRequest, which gives each rejection its own code.
       validatorCompiler: () => (data: unknown) => ({ value: data }),
     },
-    async (req, reply) => create(req, reply, parseCreateRequest(req.body)),
+    async (req, reply) => create(req, reply, req.body),
   );
 
   app.get(

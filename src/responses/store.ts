@@ -4,6 +4,7 @@ import type { Db } from '../db/client.ts';
 import { conversationItems, conversations, responses, usageTotals } from '../db/schema.ts';
 import { notFound } from '../http/api-error.ts';
 import { countTokens } from '../tokens.ts';
+import type { Reservation } from '../limits/quota.ts';
 import type { ResponseBuilder } from './builder.ts';
 import type { ResponseContext } from './context.ts';
 import type { ResponseObject } from './object.ts';
@@ -15,6 +16,8 @@ export interface SaveRecord {
   projectId: string | null;
   /** The conversation's system message, stored when this response creates the conversation. */
   instructions: string | null;
+  /** The admission: its windows are where the usage counts, and its estimate is given back. */
+  reservation: Reservation;
 }
 
 /** Looks up a response of the given user; another user's is the same 404 as a missing one. */
@@ -29,13 +32,11 @@ export async function findOwnedResponse(db: Db, id: string, userId: string): Pro
   return { conversationId: row.conversationId, body: row.body as ResponseObject };
 }
 
-const utcDay = (ms: number) => new Date(ms).toISOString().slice(0, 10);
-const utcMonth = (ms: number) => `${new Date(ms).toISOString().slice(0, 7)}-01`;
-
 /**
  * Stores a finished response (completed, incomplete or failed) in one
  * transaction: the conversation if this response creates it, the input and
- * output items, the response row, and the usage totals it adds to.
+ * output items, the response row, and the usage totals it adds to, where its
+ * real usage replaces its reservation (issue 5: reconcile).
  */
 export async function saveResponse(db: Db, rec: SaveRecord): Promise<void> {
   const b = rec.builder;
@@ -107,17 +108,27 @@ export async function saveResponse(db: Db, rec: SaveRecord): Promise<void> {
       await tx.update(conversations).set({ updatedAt: new Date() }).where(eq(conversations.id, conversationId));
     }
 
-    // One statement for the four totals: the user and the organisation, for the UTC day and month.
+    // One statement for the four totals (the user and the organisation, for the UTC day and month
+    // of the admission), in the order admission takes them.
     const add = { inputTokens: usage.input_tokens, outputTokens: usage.output_tokens, totalTokens: usage.total_tokens, requests: 1 };
-    const day = utcDay(b.createdAt);
-    const month = utcMonth(b.createdAt);
+    const { day, month } = rec.reservation.windows;
+    const held = (subjectType: string, kind: string) =>
+      rec.reservation.held.some((w) => w.subjectType === subjectType && w.window.kind === kind) ? -rec.reservation.estimate : 0;
+    const row = (subjectType: 'user' | 'organization', subjectId: string, window: 'day' | 'month', windowStart: string) => ({
+      subjectType,
+      subjectId,
+      window,
+      windowStart,
+      ...add,
+      reservedTokens: held(subjectType, window),
+    });
     await tx
       .insert(usageTotals)
       .values([
-        { subjectType: 'user', subjectId: userId, window: 'day', windowStart: day, ...add },
-        { subjectType: 'user', subjectId: userId, window: 'month', windowStart: month, ...add },
-        { subjectType: 'organization', subjectId: organizationId, window: 'day', windowStart: day, ...add },
-        { subjectType: 'organization', subjectId: organizationId, window: 'month', windowStart: month, ...add },
+        row('user', userId, 'day', day.start),
+        row('user', userId, 'month', month.start),
+        row('organization', organizationId, 'day', day.start),
+        row('organization', organizationId, 'month', month.start),
       ])
       .onConflictDoUpdate({
         target: [usageTotals.subjectType, usageTotals.subjectId, usageTotals.window, usageTotals.windowStart],
@@ -126,6 +137,7 @@ export async function saveResponse(db: Db, rec: SaveRecord): Promise<void> {
           outputTokens: sql`${usageTotals.outputTokens} + excluded.output_tokens`,
           totalTokens: sql`${usageTotals.totalTokens} + excluded.total_tokens`,
           requests: sql`${usageTotals.requests} + excluded.requests`,
+          reservedTokens: sql`greatest(0, ${usageTotals.reservedTokens} + excluded.reserved_tokens)`,
         },
       });
   });

@@ -1,7 +1,8 @@
 import { eq } from 'drizzle-orm';
 import type { Db } from '../db/client.ts';
 import { keyset, toPage, type Page, type PageQuery } from '../db/page.ts';
-import { organizations, users } from '../db/schema.ts';
+import { organizations, plans, users } from '../db/schema.ts';
+import type { Plan } from './plans.ts';
 import { conflict, notFound } from '../http/api-error.ts';
 import { isUniqueViolation } from '../db/errors.ts';
 
@@ -9,12 +10,44 @@ export type Organization = typeof organizations.$inferSelect;
 export type User = typeof users.$inferSelect;
 export type Role = User['role'];
 
-export async function createOrganization(db: Db, input: { name: string; plan?: string | undefined }): Promise<Organization> {
+/** The plan named, or none for `default` when it is not defined (no limits, every feature). */
+async function planFor(db: Db, name: string): Promise<Plan | null> {
+  const [row] = await db.select().from(plans).where(eq(plans.name, name));
+  if (row === undefined && name !== 'default') throw notFound('plan_not_found', `plan ${name} not found`);
+  return row ?? null;
+}
+
+const DAY_MS = 86_400_000;
+
+/** Creates an organisation; a plan with a trial starts the trial now. */
+export async function createOrganization(db: Db, input: { name: string; plan?: string | undefined }, now: number): Promise<Organization> {
+  const plan = await planFor(db, input.plan ?? 'default');
+  const trialEndsAt = plan?.trialDays == null ? null : new Date(now + plan.trialDays * DAY_MS);
   const [row] = await db
     .insert(organizations)
-    .values({ name: input.name, ...(input.plan === undefined ? {} : { plan: input.plan }) })
+    .values({ name: input.name, plan: input.plan ?? 'default', trialEndsAt })
     .returning();
   return row!;
+}
+
+export interface OrganizationChanges {
+  name?: string | undefined;
+  plan?: string | undefined;
+  status?: 'active' | 'suspended' | undefined;
+  apiAccess?: boolean | undefined;
+  dailyTokenLimit?: number | null | undefined;
+  monthlyTokenLimit?: number | null | undefined;
+  trialEndsAt?: Date | null | undefined;
+}
+
+/** Changes an organisation's name, plan, status, policy, limits or trial end; unnamed fields stay. */
+export async function updateOrganization(db: Db, id: string, changes: OrganizationChanges): Promise<Organization> {
+  if (changes.plan !== undefined) await planFor(db, changes.plan);
+  const set = Object.fromEntries(Object.entries(changes).filter(([, v]) => v !== undefined));
+  if (Object.keys(set).length === 0) return getOrganization(db, id);
+  const [row] = await db.update(organizations).set(set).where(eq(organizations.id, id)).returning();
+  if (row === undefined) throw notFound('organization_not_found', `organization ${id} not found`);
+  return row;
 }
 
 export async function getOrganization(db: Db, id: string): Promise<Organization> {

@@ -1,6 +1,8 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { requireApiKey } from '../auth/hook.ts';
+import { principalOf, requireApiKey } from '../auth/hook.ts';
+import { assertPolicy } from '../limits/policy.ts';
+import { usageRoutes } from '../limits/usage-route.ts';
 import type { KeyAuth } from '../auth/key-auth.ts';
 import { errorResponses } from '../http/schemas.ts';
 import { responseRoutes, type ResponseRouteOptions } from '../responses/route.ts';
@@ -18,6 +20,8 @@ const STARTED = Math.floor(Date.now() / 1000);
 /** The public API. Every route here requires an API key. */
 export const v1Routes: FastifyPluginAsyncZod<{ keyAuth: KeyAuth } & ResponseRouteOptions> = async (app, opts) => {
   requireApiKey(app, opts.keyAuth);
+  // Suspension, API-access policy and trial end refuse every /v1 request.
+  app.addHook('onRequest', async (req) => assertPolicy(principalOf(req), opts.now()));
   const catalogModels = opts.catalog.models
     .filter((m) => m.enabled)
     .map((m) => ({ id: m.id, object: 'model' as const, created: STARTED, owned_by: m.provider }));
@@ -38,6 +42,7 @@ export const v1Routes: FastifyPluginAsyncZod<{ keyAuth: KeyAuth } & ResponseRout
     }),
   );
 
-  const { db, catalog, providers, health, keepAliveMs } = opts;
-  await app.register(responseRoutes, { db, catalog, providers, health, keepAliveMs });
+  const { db, catalog, providers, health, keepAliveMs, now } = opts;
+  await app.register(responseRoutes, { db, catalog, providers, health, keepAliveMs, now });
+  await app.register(usageRoutes, { db, now });
 };
