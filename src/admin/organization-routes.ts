@@ -92,7 +92,7 @@ export const organizationRoutes: FastifyPluginAsyncZod<{ db: Db; keyAuth: KeyAut
         [{ type: 'organization', id: org.id, limits: { day: org.dailyTokenLimit ?? plan[0]?.dailyTokens ?? null, month: org.monthlyTokenLimit ?? plan[0]?.monthlyTokens ?? null } }],
         windowsAt(now()),
       );
-      return { object: 'usage' as const, organization_id: org.id, plan: org.plan, ...report } as never;
+      return { object: 'usage' as const, organization_id: org.id, plan: org.plan, ...report };
     },
   );
 

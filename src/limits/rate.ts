@@ -21,7 +21,7 @@ export async function checkRequestRate(db: Db, principal: Principal, now: number
       set count = rate_windows.count + 1
       where rate_windows.count < ${limit}
     returning count`);
-  if ((result as unknown as { rows: unknown[] }).rows.length === 0) {
+  if (result.rows.length === 0) {
     const retry = secondsUntil(minute + 60_000, now);
     throw new ApiError(429, 'rate_limit_error', 'rate_limited', `at most ${limit} requests per minute per API key; retry in ${retry} s`, null, {
       'retry-after': String(retry),

@@ -33,7 +33,7 @@ export const usageRoutes: FastifyPluginAsyncZod<{ db: Db; now: () => number }> =
         ],
         windowsAt(now()),
       );
-      return { object: 'usage' as const, user_id: p.userId, organization_id: p.organizationId, plan: p.policy.plan, ...report } as never;
+      return { object: 'usage' as const, user_id: p.userId, organization_id: p.organizationId, plan: p.policy.plan, ...report };
     },
   );
 };

@@ -22,7 +22,7 @@ const DAY_MS = 86_400_000;
 /** Creates an organisation; a plan with a trial starts the trial now. */
 export async function createOrganization(db: Db, input: { name: string; plan?: string | undefined }, now: number): Promise<Organization> {
   const plan = await planFor(db, input.plan ?? 'default');
-  const trialEndsAt = plan?.trialDays == null ? null : new Date(now + plan.trialDays * DAY_MS);
+  const trialEndsAt = plan === null || plan.trialDays === null ? null : new Date(now + plan.trialDays * DAY_MS);
   const [row] = await db
     .insert(organizations)
     .values({ name: input.name, plan: input.plan ?? 'default', trialEndsAt })
