@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
-import { openDatabase } from '../src/db/client.ts';
+import { openDatabase, rowsOf } from '../src/db/client.ts';
 import { DataDirInUseError } from '../src/db/lock.ts';
 import { organizations } from '../src/db/schema.ts';
 import { openTestDatabase, TEST_DATABASE_URL } from './helpers/db.ts';
@@ -14,12 +14,9 @@ describe('migrations', () => {
     const b = TEST_DATABASE_URL === undefined ? a : await openTestDatabase();
     try {
       await Promise.all([a.migrate(), b.migrate()]);
-      // Both drivers answer raw SQL with `{ rows }`.
-      const result: unknown = await a.db.execute(
-        sql`select table_name from information_schema.tables where table_schema = 'public' order by table_name`,
-      );
-      const tables = result as { rows: { table_name: string }[] };
-      const names = tables.rows.map((r) => r.table_name);
+      const names = rowsOf<{ table_name: string }>(
+        await a.db.execute(sql`select table_name from information_schema.tables where table_schema = 'public' order by table_name`),
+      ).map((r) => r.table_name);
       expect(names).toEqual(
         expect.arrayContaining(['api_keys', 'conversation_items', 'conversations', 'organizations', 'project_members', 'projects', 'responses', 'users']),
       );

@@ -1,6 +1,6 @@
 import { and, eq, sql } from 'drizzle-orm';
 import type { Limits, Principal } from '../auth/key-auth.ts';
-import type { Db } from '../db/client.ts';
+import { rowsOf, type Db } from '../db/client.ts';
 import { usageTotals } from '../db/schema.ts';
 import { ApiError } from '../http/api-error.ts';
 import { secondsUntil, type Window, type WindowKind } from './windows.ts';
@@ -65,9 +65,6 @@ export function limitedWindows(principal: Principal, windows: { day: Window; mon
   }
   return out;
 }
-
-/** Both drivers answer raw SQL with `{ rows }`. */
-const rowsOf = <T>(result: unknown) => (result as { rows: T[] }).rows;
 
 async function stateOf(db: Db, w: WindowLimit): Promise<WindowState> {
   const [row] = await db

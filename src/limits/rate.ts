@@ -1,6 +1,6 @@
 import { lt, sql } from 'drizzle-orm';
 import type { Principal } from '../auth/key-auth.ts';
-import type { Db } from '../db/client.ts';
+import { rowsOf, type Db } from '../db/client.ts';
 import { rateWindows } from '../db/schema.ts';
 import { ApiError } from '../http/api-error.ts';
 import { secondsUntil } from './windows.ts';
@@ -21,7 +21,7 @@ export async function checkRequestRate(db: Db, principal: Principal, now: number
       set count = rate_windows.count + 1
       where rate_windows.count < ${limit}
     returning count`);
-  if (result.rows.length === 0) {
+  if (rowsOf(result).length === 0) {
     const retry = secondsUntil(minute + 60_000, now);
     throw new ApiError(429, 'rate_limit_error', 'rate_limited', `at most ${limit} requests per minute per API key; retry in ${retry} s`, null, {
       'retry-after': String(retry),
