@@ -79,6 +79,27 @@ describe('eugpt CLI', () => {
     expect(table.stdout.split('\n')[0]).toMatch(/^ID +LABEL +PREFIX/);
   });
 
+  it('sets limits and policy, suspends and resumes, and reports usage', { timeout: 120_000 }, async () => {
+    const org = await json(['org', 'create', '--name', 'Limits']);
+    const id = String(org.id);
+    expect(await json(['org', 'set-limits', id, '--daily-tokens', '50000', '--monthly-tokens', '1000000'])).toMatchObject({
+      daily_token_limit: 50000,
+      monthly_token_limit: 1000000,
+    });
+    expect(await json(['org', 'set-limits', id, '--daily-tokens', 'none'])).toMatchObject({ daily_token_limit: null, monthly_token_limit: 1000000 });
+    expect(await json(['org', 'set-policy', id, '--api-access', 'off'])).toMatchObject({ api_access: false });
+    expect(await json(['org', 'set-policy', id, '--api-access', 'on'])).toMatchObject({ api_access: true });
+    expect(await json(['org', 'suspend', id])).toMatchObject({ status: 'suspended' });
+    expect(await json(['org', 'resume', id])).toMatchObject({ status: 'active' });
+    const usage = await json(['org', 'usage', id]);
+    expect(usage).toMatchObject({ object: 'usage', organization_id: id, day: { organization: { total_tokens: 0, limit: null } }, month: { organization: { limit: 1000000 } } });
+    const human = await eugpt(['org', 'usage', id]);
+    expect(human.stdout.split('\n')[0]).toMatch(/^WINDOW +TOTAL_TOKENS/);
+    const bad = await eugpt(['org', 'set-policy', id, '--api-access', 'maybe']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/must be on or off/);
+  });
+
   it('reports errors in one line with a non-zero exit', async () => {
     const missing = await eugpt(['user', 'create', '--org', '00000000-0000-4000-8000-000000000000', '--email', 'x@acme.eu']);
     expect(missing.code).not.toBe(0);

@@ -75,6 +75,81 @@ org.command('list').action(
   }),
 );
 
+/** A token limit on the command line: a whole number, or `none` to fall back to the plan's. */
+function tokenLimit(value: string): number | 'none' {
+  if (value === 'none') return value; // commander replaces a null from a parser with ''
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('must be a whole number of tokens, or none');
+  return Number(value);
+}
+
+const limitValue = (v: number | 'none' | undefined) => (v === 'none' ? null : v);
+
+function onOff(value: string): boolean {
+  if (value !== 'on' && value !== 'off') throw new InvalidArgumentError('must be on or off');
+  return value === 'on';
+}
+
+const patchOrg = (api: ReturnType<typeof createAdminClient>, id: string, body: Obj) =>
+  api.request('PATCH', `/organizations/${encodeURIComponent(id)}`, body);
+
+org
+  .command('set-limits')
+  .argument('<org-id>', 'organisation id')
+  .option('--daily-tokens <n>', "tokens per UTC day for the whole organisation (none: the plan's)", tokenLimit)
+  .option('--monthly-tokens <n>', "tokens per UTC month for the whole organisation (none: the plan's)", tokenLimit)
+  .action(
+    admin(async (api, id: string, opts: { dailyTokens?: number | 'none'; monthlyTokens?: number | 'none' }) => {
+      const o = await patchOrg(api, id, { daily_token_limit: limitValue(opts.dailyTokens), monthly_token_limit: limitValue(opts.monthlyTokens) });
+      return { data: o, human: record(o) };
+    }),
+  );
+org
+  .command('set-policy')
+  .argument('<org-id>', 'organisation id')
+  .requiredOption('--api-access <on|off>', 'allow API access', onOff)
+  .action(
+    admin(async (api, id: string, opts: { apiAccess: boolean }) => {
+      const o = await patchOrg(api, id, { api_access: opts.apiAccess });
+      return { data: o, human: `API access ${opts.apiAccess ? 'on' : 'off'} for ${String(o.name)} (${id})` };
+    }),
+  );
+for (const [name, status] of [
+  ['suspend', 'suspended'],
+  ['resume', 'active'],
+] as const) {
+  org
+    .command(name)
+    .argument('<org-id>', 'organisation id')
+    .description(status === 'suspended' ? 'refuse every API request of the organisation' : 'lift a suspension')
+    .action(
+      admin(async (api, id: string) => {
+        const o = await patchOrg(api, id, { status });
+        return { data: o, human: `${String(o.name)} (${id}) is ${status}` };
+      }),
+    );
+}
+org
+  .command('usage')
+  .argument('<org-id>', 'organisation id')
+  .action(
+    admin(async (api, id: string) => {
+      const u = await api.request<{ day: { organization: Obj; start: string }; month: { organization: Obj; start: string } }>('GET', `/organizations/${encodeURIComponent(id)}/usage`);
+      const rows = [
+        { window: `day ${u.day.start}`, ...u.day.organization },
+        { window: `month ${u.month.start}`, ...u.month.organization },
+      ];
+      return { data: u, human: table(rows, ['window', 'total_tokens', 'input_tokens', 'output_tokens', 'requests', 'reserved_tokens', 'limit', 'remaining']) };
+    }),
+  );
+
+const plan = program.command('plan').description('plans: token limits, features, trials');
+plan.command('list').action(
+  admin(async (api) => {
+    const l = await api.request<List>('GET', '/plans');
+    return { data: l, human: table(l.data, ['name', 'daily_tokens', 'monthly_tokens', 'user_daily_tokens', 'user_monthly_tokens', 'requests_per_minute', 'trial_days']) };
+  }),
+);
+
 const user = program.command('user').description('users');
 user
   .command('create')

@@ -28,6 +28,7 @@ export interface HarnessOptions {
   timeouts?: Record<string, number>;
   keepAliveMs?: number;
   env?: Record<string, string>;
+  now?: () => number;
 }
 
 /** Writes a config object as an EUGPT_CONFIG file. */
