@@ -131,14 +131,14 @@ describe('windows', () => {
   it('roll over at midnight UTC, and retry-after says when', async () => {
     clock = Date.parse('2026-03-15T23:59:50Z');
     const t = await limitedTenant({ daily_token_limit: 3 * PER_REQUEST + estimateTokens(7, MAX_OUTPUT) - PER_REQUEST });
-    let refused;
+    let refused: Awaited<ReturnType<typeof ask>> | undefined;
     for (let i = 0; i < 10 && refused === undefined; i++) {
       const res = await ask(t);
       if (res.statusCode === 429) refused = res;
     }
     expect(refused).toBeDefined();
-    expect(refused!.headers['retry-after']).toBe('10');
-    expect(refused!.headers['x-ratelimit-reset-tokens']).toBe('10');
+    expect(refused?.headers['retry-after']).toBe('10');
+    expect(refused?.headers['x-ratelimit-reset-tokens']).toBe('10');
 
     clock = Date.parse('2026-03-16T00:00:01Z');
     const next = await ask(t);
