@@ -11,6 +11,7 @@ import { errorsPlugin, sendError, toApiError } from './http/errors.ts';
 import { healthRoutes } from './http/health.ts';
 import { openapiPlugin } from './http/openapi.ts';
 import { createProviders } from './providers/registry.ts';
+import { releaseExpired } from './limits/quota.ts';
 import { pruneRateWindows } from './limits/rate.ts';
 import { HealthTable } from './router/health.ts';
 import { syncPlans } from './tenancy/plans.ts';
@@ -101,8 +102,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     new Map(config.catalog.providers.map((p) => [p.id, p.max_concurrency])),
     now,
   );
+  // Housekeeping shared by all instances: old request-rate counters, and reservations whose process died.
   const prune = setInterval(() => {
     pruneRateWindows(database.db, now()).catch((err: unknown) => app.log.warn({ err }, 'could not prune rate counters'));
+    releaseExpired(database.db, now())
+      .then((n) => n > 0 && app.log.warn({ released: n }, 'gave back expired token reservations'))
+      .catch((err: unknown) => app.log.warn({ err }, 'could not release expired reservations'));
   }, 60_000);
   prune.unref();
   app.addHook('onClose', async () => {

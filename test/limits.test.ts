@@ -4,7 +4,10 @@ import { and, eq, sum } from 'drizzle-orm';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { responses, usageTotals } from '../src/db/schema.ts';
-import { estimateTokens } from '../src/limits/quota.ts';
+import type { Principal } from '../src/auth/key-auth.ts';
+import { estimateTokens, release, releaseExpired, reserve } from '../src/limits/quota.ts';
+import { windowsAt } from '../src/limits/windows.ts';
+import { featuresOf } from '../src/tenancy/plans.ts';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
 import { adminHeaders, ADMIN_TOKEN, bearer, createTenant, type Tenant } from './helpers/app.ts';
@@ -318,5 +321,41 @@ describe('plans and policies', () => {
     expect(fourth.headers['retry-after']).toBe('60');
     clock += 60_000;
     expect((await ask(t)).statusCode).toBe(200);
+  });
+});
+
+describe('reservations left behind', () => {
+  it('are given back once they expire, exactly once', async () => {
+    const t = await limitedTenant({ daily_token_limit: 10_000 });
+    const principal: Principal = {
+      keyId: t.keyId,
+      userId: t.userId,
+      organizationId: t.orgId,
+      role: 'member',
+      policy: {
+        status: 'active',
+        apiAccess: true,
+        plan: 'default',
+        trialEndsAt: null,
+        features: featuresOf({}),
+        limits: { orgDay: 10_000, orgMonth: null, userDay: null, userMonth: null },
+        requestsPerMinute: null,
+      },
+    };
+    const windows = windowsAt(clock);
+    // A request whose process died (never given back), and one still running.
+    const dead = await reserve(h.database.db, principal, 300, windows, clock, 1000);
+    const alive = await reserve(h.database.db, principal, 200, windows, clock, 3_600_000);
+    expect(await orgTotals(t.orgId)).toMatchObject({ reserved: 500 });
+
+    expect(await releaseExpired(h.database.db, clock + 500)).toBe(0);
+    expect(await releaseExpired(h.database.db, clock + 2000)).toBeGreaterThanOrEqual(1);
+    expect(await orgTotals(t.orgId)).toMatchObject({ reserved: 200 });
+
+    // The dead request's process coming back late must not give it back twice.
+    await release(h.database.db, dead);
+    expect(await orgTotals(t.orgId)).toMatchObject({ reserved: 200 });
+    await release(h.database.db, alive);
+    expect(await orgTotals(t.orgId)).toMatchObject({ reserved: 0, used: 0 });
   });
 });

@@ -227,3 +227,19 @@ export const rateWindows = pgTable(
   },
   (t) => [primaryKey({ columns: [t.keyId, t.windowStart] }), index('rate_windows_start_idx').on(t.windowStart)],
 );
+
+/**
+ * One row per token reservation in flight, so that one left behind by a
+ * process that died is given back when it expires (limits/quota.ts).
+ */
+export const reservations = pgTable(
+  'reservations',
+  {
+    id: uuid('id').primaryKey(),
+    estimate: bigint('estimate', { mode: 'number' }).notNull(),
+    /** The usage_totals rows holding the estimate: [{subjectType, subjectId, window, windowStart}]. */
+    held: jsonb('held').notNull(),
+    expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+  },
+  (t) => [index('reservations_expires_idx').on(t.expiresAt)],
+);

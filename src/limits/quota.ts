@@ -1,7 +1,8 @@
-import { and, eq, sql } from 'drizzle-orm';
+import { randomUUID } from 'node:crypto';
+import { and, eq, lt, sql } from 'drizzle-orm';
 import type { Limits, Principal } from '../auth/key-auth.ts';
 import { rowsOf, type Db } from '../db/client.ts';
-import { usageTotals } from '../db/schema.ts';
+import { reservations, usageTotals } from '../db/schema.ts';
 import { ApiError } from '../http/api-error.ts';
 import { secondsUntil, type Window, type WindowKind } from './windows.ts';
 
@@ -21,6 +22,11 @@ import { secondsUntil, type Window, type WindowKind } from './windows.ts';
  * (the upstream's max_tokens), so the slack is zero unless an upstream counts
  * a prompt more than 25% + 64 tokens above our tokenizer, or reports more
  * output than the max_tokens it was sent.
+ *
+ * Each reservation is also a row with an expiry, deleted by whoever gives it
+ * back (reconcile or release, in their own transaction), so it is given back
+ * exactly once; one left behind by a process that died is given back by
+ * releaseExpired once it expires.
  */
 export const INPUT_MARGIN = 1.25;
 export const FRAMING_MARGIN = 64;
@@ -41,6 +47,8 @@ export interface WindowState extends WindowLimit {
 }
 
 export interface Reservation {
+  /** The reservation's row; null when no window has a limit. */
+  id: string | null;
   estimate: number;
   windows: { day: Window; month: Window };
   /** The windows this request holds `estimate` tokens in. */
@@ -114,10 +122,32 @@ function refusal(state: WindowState, estimate: number, now: number, states: Wind
   });
 }
 
-/** Reserves `estimate` tokens in every limited window, or throws the 429 of the first window it would overflow. */
-export async function reserve(db: Db, principal: Principal, estimate: number, windows: { day: Window; month: Window }, now: number): Promise<Reservation> {
+interface HeldRow {
+  subjectType: 'user' | 'organization';
+  subjectId: string;
+  window: WindowKind;
+  windowStart: string;
+}
+
+const heldRows = (held: WindowLimit[]): HeldRow[] =>
+  held.map((w) => ({ subjectType: w.subjectType, subjectId: w.subjectId, window: w.window.kind, windowStart: w.window.start }));
+
+/**
+ * Reserves `estimate` tokens in every limited window, or throws the 429 of
+ * the first window it would overflow. `ttlMs` bounds how long the request
+ * can hold them: past it, releaseExpired gives them back.
+ */
+export async function reserve(
+  db: Db,
+  principal: Principal,
+  estimate: number,
+  windows: { day: Window; month: Window },
+  now: number,
+  ttlMs: number,
+): Promise<Reservation> {
   const limited = limitedWindows(principal, windows);
-  if (limited.length === 0) return { estimate, windows, held: [], states: [] };
+  if (limited.length === 0) return { id: null, estimate, windows, held: [], states: [] };
+  const id = randomUUID();
   let refused: WindowLimit | undefined;
   const states = await db
     .transaction(async (tx) => {
@@ -140,6 +170,7 @@ export async function reserve(db: Db, principal: Principal, estimate: number, wi
         }
         out.push({ ...w, used: Number(row.total_tokens), reserved: Number(row.reserved_tokens) });
       }
+      await tx.insert(reservations).values({ id, estimate, held: heldRows(limited), expiresAt: new Date(now + ttlMs) });
       return out;
     })
     .catch(async (err: unknown) => {
@@ -147,25 +178,61 @@ export async function reserve(db: Db, principal: Principal, estimate: number, wi
       const current = await Promise.all(limited.map((w) => stateOf(db, w)));
       throw refusal(current.find((s) => s.window === refused!.window && s.subjectType === refused!.subjectType)!, estimate, now, current);
     });
-  return { estimate, windows, held: limited, states };
+  return { id, estimate, windows, held: limited, states };
+}
+
+/**
+ * Claims a reservation inside a transaction: true when this caller is the one
+ * to give it back (its row existed and is now gone), false when it already
+ * was (it expired and releaseExpired took it).
+ */
+export async function claimReservation(tx: Db, id: string | null): Promise<boolean> {
+  if (id === null) return false;
+  const gone = await tx.delete(reservations).where(eq(reservations.id, id)).returning({ id: reservations.id });
+  return gone.length > 0;
+}
+
+async function giveBack(tx: Db, held: HeldRow[], estimate: number): Promise<void> {
+  for (const w of held) {
+    await tx
+      .update(usageTotals)
+      .set({ reservedTokens: sql`greatest(0, ${usageTotals.reservedTokens} - ${estimate})` })
+      .where(
+        and(
+          eq(usageTotals.subjectType, w.subjectType),
+          eq(usageTotals.subjectId, w.subjectId),
+          eq(usageTotals.window, w.window),
+          eq(usageTotals.windowStart, w.windowStart),
+        ),
+      );
+  }
 }
 
 /** Gives back a reservation that no upstream call used. */
 export async function release(db: Db, reservation: Reservation): Promise<void> {
-  if (reservation.held.length === 0) return;
+  if (reservation.id === null) return;
   await db.transaction(async (tx) => {
-    for (const w of reservation.held) {
-      await tx
-        .update(usageTotals)
-        .set({ reservedTokens: sql`greatest(0, ${usageTotals.reservedTokens} - ${reservation.estimate})` })
-        .where(
-          and(
-            eq(usageTotals.subjectType, w.subjectType),
-            eq(usageTotals.subjectId, w.subjectId),
-            eq(usageTotals.window, w.window.kind),
-            eq(usageTotals.windowStart, w.window.start),
-          ),
-        );
+    if (await claimReservation(tx, reservation.id)) await giveBack(tx, heldRows(reservation.held), reservation.estimate);
+  });
+}
+
+/**
+ * Gives back reservations past their expiry (their process died, or a
+ * request outlived every timeout). Safe to run on every instance at once:
+ * each row is taken by one of them.
+ */
+export async function releaseExpired(db: Db, now: number, batch = 100): Promise<number> {
+  return db.transaction(async (tx) => {
+    const expired = await tx
+      .select()
+      .from(reservations)
+      .where(lt(reservations.expiresAt, new Date(now)))
+      .limit(batch)
+      .for('update', { skipLocked: true });
+    for (const r of expired) {
+      await giveBack(tx, r.held as HeldRow[], r.estimate);
+      await tx.delete(reservations).where(eq(reservations.id, r.id));
     }
+    return expired.length;
   });
 }

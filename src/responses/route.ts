@@ -68,6 +68,10 @@ function estimateFor(request: CreateRequest, prepared: PreparedContext, decision
   return estimateTokens(Math.min(prepared.fixedTokens + prepared.historyTokens, window), output);
 }
 
+/** The longest a request can hold its reservation: every attempt's deadline and the longest upstream call, and a minute. */
+const reservationTtl = (catalog: Catalog) =>
+  catalog.router.failover.deadline_ms + Math.max(0, ...catalog.providers.map((p) => p.timeouts.total_ms)) + 60_000;
+
 /** How an attempt that reached the client counts for its model's health. */
 function healthOutcome(attempt: Attempt) {
   const b = attempt.builder;
@@ -95,7 +99,7 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     if (decision.model === null) throw unroutable(decision.why, prepared);
     req.log.info({ model: decision.model.id, category: decision.category, reason: decision.reason }, 'routed');
 
-    const reservation = await reserve(db, principal, estimateFor(request, prepared, decision, catalog), windows, now);
+    const reservation = await reserve(db, principal, estimateFor(request, prepared, decision, catalog), windows, now, reservationTtl(catalog));
     reply.headers(rateHeaders(reservation.states, now));
 
     // A client that goes away aborts the upstream call at once (SPEC.md).

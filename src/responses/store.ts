@@ -4,7 +4,7 @@ import type { Db } from '../db/client.ts';
 import { conversationItems, conversations, responses, usageTotals } from '../db/schema.ts';
 import { notFound } from '../http/api-error.ts';
 import { countTokens } from '../tokens.ts';
-import type { Reservation } from '../limits/quota.ts';
+import { claimReservation, type Reservation } from '../limits/quota.ts';
 import type { ResponseBuilder } from './builder.ts';
 import type { ResponseContext } from './context.ts';
 import type { ResponseObject } from './object.ts';
@@ -112,8 +112,10 @@ export async function saveResponse(db: Db, rec: SaveRecord): Promise<void> {
     // of the admission), in the order admission takes them.
     const add = { inputTokens: usage.input_tokens, outputTokens: usage.output_tokens, totalTokens: usage.total_tokens, requests: 1 };
     const { day, month } = rec.reservation.windows;
+    // Give the reservation back unless it expired and was given back already.
+    const claimed = await claimReservation(tx, rec.reservation.id);
     const held = (subjectType: string, kind: string) =>
-      rec.reservation.held.some((w) => w.subjectType === subjectType && w.window.kind === kind) ? -rec.reservation.estimate : 0;
+      claimed && rec.reservation.held.some((w) => w.subjectType === subjectType && w.window.kind === kind) ? -rec.reservation.estimate : 0;
     const row = (subjectType: 'user' | 'organization', subjectId: string, window: 'day' | 'month', windowStart: string) => ({
       subjectType,
       subjectId,
