@@ -1,7 +1,6 @@
 import type { ProviderConfig } from '../router/catalog.ts';
-import { UpstreamHttp } from './http.ts';
-import { readSse } from './sse.ts';
-import { UpstreamError, type ChatMessage, type ChatRequest, type FinishReason, type Provider, type ProviderEvent } from './types.ts';
+import { jsonEvents, UpstreamHttp } from './http.ts';
+import { UpstreamError, type ChatMessage, type ChatRequest, type FinishReason, type Provider } from './types.ts';
 
 /**
  * Anthropic's Messages API, streamed: message_start (input usage),
@@ -85,51 +84,33 @@ export function createAnthropicProvider(config: ProviderConfig): Provider {
       const call = await http.post(path, headers, messagesBody(request), request.signal);
       let input = 0;
       let cached = 0;
-      let stopped = false;
-      try {
-        for await (const message of readSse(call.body)) {
-          call.firstEvent();
-          let event: AnthropicEvent;
-          try {
-            event = JSON.parse(message.data) as AnthropicEvent;
-          } catch {
-            throw new UpstreamError('protocol', 'upstream sent an event that is not JSON');
+      for await (const { data } of jsonEvents(call)) {
+        const event = data as AnthropicEvent;
+        switch (event.type) {
+          case 'message_start': {
+            const u = event.message?.usage ?? {};
+            cached = n(u.cache_read_input_tokens);
+            input = n(u.input_tokens) + n(u.cache_creation_input_tokens) + cached;
+            break;
           }
-          const events: ProviderEvent[] = [];
-          switch (event.type) {
-            case 'message_start': {
-              const u = event.message?.usage ?? {};
-              cached = n(u.cache_read_input_tokens);
-              input = n(u.input_tokens) + n(u.cache_creation_input_tokens) + cached;
-              break;
+          case 'content_block_delta':
+            if (event.delta?.type === 'text_delta' && typeof event.delta.text === 'string' && event.delta.text !== '') {
+              yield { type: 'text', text: event.delta.text };
             }
-            case 'content_block_delta':
-              if (event.delta?.type === 'text_delta' && typeof event.delta.text === 'string' && event.delta.text !== '') {
-                events.push({ type: 'text', text: event.delta.text });
-              }
-              break;
-            case 'message_delta':
-              if (typeof event.delta?.stop_reason === 'string') events.push({ type: 'finish', reason: STOP[event.delta.stop_reason] ?? 'other' });
-              events.push({ type: 'usage', usage: { inputTokens: input, outputTokens: n(event.usage?.output_tokens), cachedTokens: cached, reasoningTokens: 0 } });
-              break;
-            case 'message_stop':
-              stopped = true;
-              break;
-            case 'error':
-              throw new UpstreamError('protocol', `upstream sent an error event: ${event.error?.type ?? 'unknown'}: ${event.error?.message ?? ''}`);
-            default:
-              break; // ping, content_block_start/stop, and event types added later
-          }
-          yield* events;
-          if (stopped) return;
+            break;
+          case 'message_delta':
+            if (typeof event.delta?.stop_reason === 'string') yield { type: 'finish', reason: STOP[event.delta.stop_reason] ?? 'other' };
+            yield { type: 'usage', usage: { inputTokens: input, outputTokens: n(event.usage?.output_tokens), cachedTokens: cached, reasoningTokens: 0 } };
+            break;
+          case 'message_stop':
+            return;
+          case 'error':
+            throw new UpstreamError('protocol', `upstream sent an error event: ${event.error?.type ?? 'unknown'}: ${event.error?.message ?? ''}`);
+          default:
+            break; // ping, content_block_start/stop, and event types added later
         }
-        throw new UpstreamError('protocol', 'upstream stream ended before message_stop');
-      } catch (err) {
-        throw call.explain(err);
-      } finally {
-        call.done();
-        if (!call.body.destroyed) call.body.destroy();
       }
+      throw new UpstreamError('protocol', 'upstream stream ended before message_stop');
     },
     close: () => http.close(),
   };

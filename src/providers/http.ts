@@ -1,6 +1,7 @@
 import { errors, Pool } from 'undici';
 import type { Dispatcher } from 'undici';
 import type { ProviderConfig } from '../router/catalog.ts';
+import { readSse } from './sse.ts';
 import { UpstreamError } from './types.ts';
 
 /** How much of an upstream error body is kept for the log. */
@@ -116,4 +117,38 @@ async function readExcerpt(body: Dispatcher.ResponseData['body']): Promise<strin
     }
   }
   return text.slice(0, ERROR_BODY_LOG_BYTES).replace(/\s+/g, ' ');
+}
+
+/** The `[DONE]` sentinel some upstreams send as their last event. */
+export const DONE = Symbol('done');
+
+/**
+ * The events of a streamed upstream answer, each `data` parsed as JSON (or
+ * DONE): stops the first-byte timer at the first event, turns any failure
+ * into what happened (client abort, timeout, protocol), and always releases
+ * the connection, also when the consumer stops early.
+ */
+export async function* jsonEvents(call: UpstreamCall): AsyncGenerator<{ event: string | undefined; data: unknown }> {
+  try {
+    for await (const message of readSse(call.body)) {
+      call.firstEvent();
+      if (message.data === '[DONE]') {
+        yield { event: message.event, data: DONE };
+        continue;
+      }
+      let data: unknown;
+      try {
+        data = JSON.parse(message.data);
+      } catch {
+        throw new UpstreamError('protocol', 'upstream sent an event that is not JSON');
+      }
+      yield { event: message.event, data };
+    }
+  } catch (err) {
+    throw call.explain(err);
+  } finally {
+    call.done();
+    // Leaving early (the consumer stopped) must not leave the upstream generating.
+    if (!call.body.destroyed) call.body.destroy();
+  }
 }

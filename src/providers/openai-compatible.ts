@@ -1,6 +1,5 @@
 import type { ProviderConfig } from '../router/catalog.ts';
-import { UpstreamHttp } from './http.ts';
-import { readSse } from './sse.ts';
+import { DONE, jsonEvents, UpstreamHttp } from './http.ts';
 import {
   UpstreamError,
   type ChatRequest,
@@ -91,30 +90,15 @@ export function createOpenAICompatibleProvider(config: ProviderConfig): Provider
     async *stream(request) {
       const call = await http.post(path, headers, chatBody(request), request.signal);
       let finished = false;
-      try {
-        for await (const message of readSse(call.body)) {
-          call.firstEvent();
-          if (message.data === '[DONE]') return;
-          let chunk: ChatChunk;
-          try {
-            chunk = JSON.parse(message.data) as ChatChunk;
-          } catch {
-            throw new UpstreamError('protocol', 'upstream sent an event that is not JSON');
-          }
-          for (const event of eventsOf(chunk)) {
-            if (event.type === 'finish') finished = true;
-            yield event;
-          }
+      for await (const { data } of jsonEvents(call)) {
+        if (data === DONE) return;
+        for (const event of eventsOf(data as ChatChunk)) {
+          if (event.type === 'finish') finished = true;
+          yield event;
         }
-        // A stream cut short looks like a clean end; only a finish reason or [DONE] says the answer is whole.
-        if (!finished) throw new UpstreamError('protocol', 'upstream stream ended before the answer finished');
-      } catch (err) {
-        throw call.explain(err);
-      } finally {
-        call.done();
-        // Leaving early (the consumer stopped) must not leave the upstream generating.
-        if (!call.body.destroyed) call.body.destroy();
       }
+      // A stream cut short looks like a clean end; only a finish reason or [DONE] says the answer is whole.
+      if (!finished) throw new UpstreamError('protocol', 'upstream stream ended before the answer finished');
     },
     close: () => http.close(),
   };

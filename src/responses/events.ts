@@ -24,7 +24,5 @@ export type ResponseEvent =
       error: { type: string; code: string; message: string; param: null };
     } & Seq);
 
-export type EventPayload = ResponseEvent extends infer E ? (E extends ResponseEvent ? Omit<E, 'sequence_number'> : never) : never;
-
 /** The last event of a stream: after it the connection closes. */
 export const isTerminal = (e: ResponseEvent) => e.type === 'response.completed' || e.type === 'error';

@@ -130,9 +130,3 @@ export function checkCatalog(catalog: { providers: z.infer<typeof providerSchema
 export function hasEnabledModel(catalog: Catalog): boolean {
   return catalog.models.some((m) => m.enabled);
 }
-
-export function providerOf(catalog: Catalog, model: ModelConfig): ProviderConfig {
-  const provider = catalog.providers.find((p) => p.id === model.provider);
-  if (provider === undefined) throw new Error(`model ${model.id}: unknown provider ${model.provider}`);
-  return provider;
-}
