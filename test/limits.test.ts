@@ -319,8 +319,16 @@ describe('plans and policies', () => {
     expect(fourth.statusCode).toBe(429);
     expect(fourth.json().error.code).toBe('rate_limited');
     expect(fourth.headers['retry-after']).toBe('60');
+    expect(fourth.headers['x-ratelimit-limit-tokens']).toBeUndefined(); // this plan has no token limit
     clock += 60_000;
     expect((await ask(t)).statusCode).toBe(200);
+
+    const both = await onPlan({ requests_per_minute: 1, daily_tokens: 5000 });
+    expect((await ask(both)).statusCode).toBe(200);
+    const limited = await ask(both);
+    expect(limited.json().error.code).toBe('rate_limited');
+    expect(limited.headers['x-ratelimit-limit-tokens']).toBe('5000');
+    expect(limited.headers['x-ratelimit-remaining-tokens']).toBe(String(5000 - PER_REQUEST));
   });
 });
 

@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { principalOf } from '../auth/hook.ts';
+import type { Principal } from '../auth/key-auth.ts';
 import type { Db } from '../db/client.ts';
 import { ApiError } from '../http/api-error.ts';
 import { errorResponses, uuidParam } from '../http/schemas.ts';
@@ -13,7 +14,7 @@ import { pick, type Decision } from '../router/pick.ts';
 import { requireFeature } from '../limits/policy.ts';
 import { estimateTokens, rateHeaders, release, reserve, snapshotHeaders } from '../limits/quota.ts';
 import { checkRequestRate } from '../limits/rate.ts';
-import { windowsAt } from '../limits/windows.ts';
+import { windowsAt, type Window } from '../limits/windows.ts';
 import { startWithFailover, type Attempt } from './attempts.ts';
 import { collect } from './collect.ts';
 import { outputBudget, prepareContext, type PreparedContext } from './context.ts';
@@ -83,12 +84,8 @@ function healthOutcome(attempt: Attempt) {
 export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async (app, opts) => {
   const { db, catalog, health } = opts;
 
-  async function create(req: FastifyRequest, reply: FastifyReply, body: unknown) {
-    const principal = principalOf(req);
-    const now = opts.now();
-    const windows = windowsAt(now);
-    // Every answer of this route carries the quota headers (SPEC.md), refusals included.
-    reply.headers(await snapshotHeaders(db, principal, windows, now));
+  /** Everything a request must pass before any model is called, ending with its token reservation. */
+  async function admit(req: FastifyRequest, principal: Principal, body: unknown, windows: { day: Window; month: Window }, now: number) {
     const request = parseCreateRequest(body);
     await checkRequestRate(db, principal, now);
     if (request.projectId !== null) requireFeature(principal, 'projects', 'projects');
@@ -98,8 +95,24 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     const decision = pick(featuresOf(request, prepared), catalog, health);
     if (decision.model === null) throw unroutable(decision.why, prepared);
     req.log.info({ model: decision.model.id, category: decision.category, reason: decision.reason }, 'routed');
-
     const reservation = await reserve(db, principal, estimateFor(request, prepared, decision, catalog), windows, now, reservationTtl(catalog));
+    return { request, prepared, decision, reservation };
+  }
+
+  async function create(req: FastifyRequest, reply: FastifyReply, body: unknown) {
+    const principal = principalOf(req);
+    const now = opts.now();
+    const windows = windowsAt(now);
+    let admitted: Awaited<ReturnType<typeof admit>>;
+    try {
+      admitted = await admit(req, principal, body, windows, now);
+    } catch (err) {
+      // Every answer of this route carries the quota headers (SPEC.md), refusals before admission too.
+      const hasThem = err instanceof ApiError && 'x-ratelimit-limit-tokens' in err.headers;
+      if (!hasThem) reply.headers(await snapshotHeaders(db, principal, windows, now).catch(() => ({})));
+      throw err;
+    }
+    const { request, prepared, decision, reservation } = admitted;
     reply.headers(rateHeaders(reservation.states, now));
 
     // A client that goes away aborts the upstream call at once (SPEC.md).
