@@ -7,7 +7,7 @@ import { countTokens } from '../tokens.ts';
 import { claimReservation, type Reservation } from '../limits/quota.ts';
 import type { ResponseBuilder } from './builder.ts';
 import type { ResponseContext } from './context.ts';
-import type { ResponseObject } from './object.ts';
+import { usageOf, type ResponseObject } from './object.ts';
 
 export interface SaveRecord {
   builder: ResponseBuilder;
@@ -41,7 +41,7 @@ export async function findOwnedResponse(db: Db, id: string, userId: string): Pro
 export async function saveResponse(db: Db, rec: SaveRecord): Promise<void> {
   const b = rec.builder;
   const body = b.snapshot();
-  const usage = body.usage ?? { input_tokens: 0, output_tokens: 0, total_tokens: 0, input_tokens_details: { cached_tokens: 0 }, output_tokens_details: { reasoning_tokens: 0 } };
+  const usage = body.usage ?? usageOf(0, 0);
   const { userId, organizationId, keyId } = rec.principal;
   const conversationId = rec.context.conversationId;
 
