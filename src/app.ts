@@ -15,6 +15,8 @@ import { releaseExpired } from './limits/quota.ts';
 import { pruneRateWindows } from './limits/rate.ts';
 import { HealthTable } from './router/health.ts';
 import { syncPlans } from './tenancy/plans.ts';
+import { Recovery } from './responses/recovery.ts';
+import { ResponseWriter } from './responses/writer.ts';
 import { v1Routes } from './v1/routes.ts';
 
 export interface AppDeps {
@@ -102,6 +104,22 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     new Map(config.catalog.providers.map((p) => [p.id, p.max_concurrency])),
     now,
   );
+  const writer = new ResponseWriter(database.db, {
+    onRetry: (err, attempt, jobs) => app.log.warn({ error: (err as Error).message, attempt, jobs }, 'database unavailable; retrying the write of finished responses'),
+  });
+  const recovery = new Recovery(database.db, randomUUID(), {
+    ...config.recovery,
+    onError: (what, err) => app.log.warn({ error: (err as Error).message }, `${what} failed`),
+    onRecovered: (count) => app.log.warn({ count }, 'finalised responses left in progress by a stopped instance'),
+  });
+  await recovery.start();
+  // At the end of the shutdown grace period, streams still running are ended (and stored) instead of cut.
+  const shutdown = new AbortController();
+  let shutdownTimer: NodeJS.Timeout | undefined;
+  app.addHook('preClose', async () => {
+    shutdownTimer = setTimeout(() => shutdown.abort(), config.shutdownGraceMs);
+    shutdownTimer.unref();
+  });
   // Housekeeping shared by all instances: old request-rate counters, and reservations whose process died.
   const prune = setInterval(() => {
     pruneRateWindows(database.db, now()).catch((err: unknown) => app.log.warn({ err }, 'could not prune rate counters'));
@@ -112,6 +130,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   prune.unref();
   app.addHook('onClose', async () => {
     clearInterval(prune);
+    clearTimeout(shutdownTimer);
+    await writer.close(config.storeWaitMs);
+    // A clean exit leaves nothing in progress: this instance's row can go. Otherwise recovery elsewhere finishes its responses.
+    await recovery.stop(writer.pending === 0).catch((err: unknown) => app.log.warn({ error: (err as Error).message }, 'could not remove the instance row'));
     await keyAuth.close();
     await providers.close();
   });
@@ -120,7 +142,20 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(errorsPlugin);
   await app.register(openapiPlugin);
   await app.register(healthRoutes, { database, catalog: config.catalog, health });
-  await app.register(v1Routes, { prefix: '/v1', keyAuth, db: database.db, catalog: config.catalog, providers, health, now, ...deps.responses });
+  await app.register(v1Routes, {
+    prefix: '/v1',
+    keyAuth,
+    db: database.db,
+    catalog: config.catalog,
+    providers,
+    health,
+    writer,
+    recovery,
+    shutdown: shutdown.signal,
+    storeWaitMs: config.storeWaitMs,
+    now,
+    ...deps.responses,
+  });
   await app.register(adminRoutes, { prefix: '/admin/v1', db: database.db, adminToken: config.adminToken, keyAuth, now });
   return app;
 }

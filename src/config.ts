@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import type { DbTimeouts } from './db/client.ts';
 import { formatPath } from './param-path.ts';
 import { catalogSchema, checkCatalog, type Catalog } from './router/catalog.ts';
 import { planConfigSchema, type PlanInput } from './tenancy/plans.ts';
@@ -56,6 +57,10 @@ const envSchema = z.object({
   EUGPT_DATA_DIR: z.string().min(1).default('./data'),
   EUGPT_DB_POOL_MAX: intFromEnv(1, 1000).default(10),
   EUGPT_DB_WAIT_MS: intFromEnv(0, 600_000).default(30_000),
+  EUGPT_DB_CONNECT_TIMEOUT_MS: intFromEnv(100, 600_000).default(5_000),
+  EUGPT_DB_STATEMENT_TIMEOUT_MS: intFromEnv(100, 3_600_000).default(15_000),
+  EUGPT_DB_LOCK_TIMEOUT_MS: intFromEnv(100, 3_600_000).default(5_000),
+  EUGPT_DB_IDLE_TX_TIMEOUT_MS: intFromEnv(100, 3_600_000).default(30_000),
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
   EUGPT_ADMIN_TOKEN: z
     .string()
@@ -64,6 +69,10 @@ const envSchema = z.object({
   EUGPT_BODY_LIMIT: intFromEnv(1024, 256 * 1024 * 1024).default(2 * 1024 * 1024),
   EUGPT_TRUST_PROXY: trustProxyFromEnv.default(false),
   EUGPT_SHUTDOWN_GRACE_MS: intFromEnv(0, 600_000).default(10_000),
+  EUGPT_STORE_WAIT_MS: intFromEnv(100, 600_000).default(10_000),
+  EUGPT_HEARTBEAT_MS: intFromEnv(100, 600_000).default(5_000),
+  EUGPT_INSTANCE_STALE_MS: intFromEnv(500, 3_600_000).default(30_000),
+  EUGPT_CHECKPOINT_MS: intFromEnv(100, 600_000).default(2_000),
   EUGPT_KEY_CACHE_TTL_MS: intFromEnv(0, 2_000).default(1_000),
   EUGPT_LAST_USED_FLUSH_MS: intFromEnv(100, 3_600_000).default(30_000),
   EUGPT_CONFIG: z.string().min(1).optional(),
@@ -84,6 +93,8 @@ export interface Config {
   dbPoolMax: number;
   /** How long start-up waits for PostgreSQL to accept connections. */
   dbWaitMs: number;
+  /** Pool wait, statement, lock and idle-in-transaction limits of every PostgreSQL session. */
+  dbTimeouts: DbTimeouts;
   logLevel: (typeof LOG_LEVELS)[number];
   logPretty: boolean;
   /** Absent: the admin API answers 401 saying how to enable it. */
@@ -91,6 +102,10 @@ export interface Config {
   bodyLimit: number;
   trustProxy: boolean | number | string[];
   shutdownGraceMs: number;
+  /** How long a finished response waits for its write before the client is told (the write is still retried). */
+  storeWaitMs: number;
+  /** Crash recovery: heartbeat period, when a silent instance counts as dead, how often output is checkpointed. */
+  recovery: { heartbeatMs: number; staleMs: number; checkpointMs: number };
   /** How long a key look-up is trusted before the database is asked again; bounds revocation delay. */
   keyCacheTtlMs: number;
   lastUsedFlushMs: number;
@@ -162,12 +177,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dataDir: resolve(e.EUGPT_DATA_DIR),
     dbPoolMax: e.EUGPT_DB_POOL_MAX,
     dbWaitMs: e.EUGPT_DB_WAIT_MS,
+    dbTimeouts: {
+      connectMs: e.EUGPT_DB_CONNECT_TIMEOUT_MS,
+      statementMs: e.EUGPT_DB_STATEMENT_TIMEOUT_MS,
+      lockMs: e.EUGPT_DB_LOCK_TIMEOUT_MS,
+      idleInTransactionMs: e.EUGPT_DB_IDLE_TX_TIMEOUT_MS,
+    },
     logLevel: e.LOG_LEVEL,
     logPretty: e.EUGPT_LOG_PRETTY,
     adminToken: e.EUGPT_ADMIN_TOKEN,
     bodyLimit: e.EUGPT_BODY_LIMIT,
     trustProxy: e.EUGPT_TRUST_PROXY,
     shutdownGraceMs: e.EUGPT_SHUTDOWN_GRACE_MS,
+    storeWaitMs: e.EUGPT_STORE_WAIT_MS,
+    recovery: { heartbeatMs: e.EUGPT_HEARTBEAT_MS, staleMs: e.EUGPT_INSTANCE_STALE_MS, checkpointMs: e.EUGPT_CHECKPOINT_MS },
     keyCacheTtlMs: e.EUGPT_KEY_CACHE_TTL_MS,
     lastUsedFlushMs: e.EUGPT_LAST_USED_FLUSH_MS,
     configFile,

@@ -43,7 +43,8 @@ export async function serve(overrides: Partial<Pick<Config, 'port' | 'host'>> = 
       databaseUrl: config.databaseUrl,
       dataDir: config.dataDir,
       poolMax: config.dbPoolMax,
-      onPoolError: (err) => log.warn({ err }, 'idle database connection failed'),
+      timeouts: config.dbTimeouts,
+      onConnectionError: (err) => log.warn({ error: err.message }, 'a database connection failed; it is replaced on next use'),
     });
     await migrateWhenReachable(database, config.dbWaitMs, log);
   } catch (err) {

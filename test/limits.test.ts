@@ -5,7 +5,10 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { responses, usageTotals } from '../src/db/schema.ts';
 import type { Principal } from '../src/auth/key-auth.ts';
-import { estimateTokens, release, releaseExpired, reserve } from '../src/limits/quota.ts';
+import { estimateTokens, limitedWindows, releaseExpired } from '../src/limits/quota.ts';
+import { echoOf, ResponseBuilder } from '../src/responses/builder.ts';
+import { parseCreateRequest } from '../src/responses/request.ts';
+import { ResponseWriter } from '../src/responses/writer.ts';
 import { windowsAt } from '../src/limits/windows.ts';
 import { featuresOf } from '../src/tenancy/plans.ts';
 import { buildApp } from '../src/app.ts';
@@ -351,9 +354,31 @@ describe('reservations left behind', () => {
       },
     };
     const windows = windowsAt(clock);
+    const writer = new ResponseWriter(h.database.db);
+    const admit = async (estimate: number, ttlMs: number) => {
+      const responseId = randomUUID();
+      const conversationId = randomUUID();
+      const body = new ResponseBuilder(responseId, clock, 'llama-small', conversationId, echoOf(parseCreateRequest({ input: 'x' }))).snapshot();
+      const ask = { id: randomUUID(), estimate, windows, limited: limitedWindows(principal, windows), expiresAt: new Date(clock + ttlMs), now: clock };
+      const result = await writer.admit(ask, {
+        responseId,
+        instanceId: randomUUID(),
+        userId: t.userId,
+        organizationId: t.orgId,
+        keyId: t.keyId,
+        projectId: null,
+        conversation: { id: conversationId, isNew: true, title: null, instructions: null, instructionTokens: 0 },
+        model: 'llama-small',
+        createdAt: clock,
+        body,
+        pending: { input: [], promptTokens: 0, reservationId: ask.id, windows },
+      });
+      expect(result.admitted).toBe(true);
+      return { responseId, conversationId, newConversation: true, reservationId: ask.id };
+    };
     // A request whose process died (never given back), and one still running.
-    const dead = await reserve(h.database.db, principal, 300, windows, clock, 1000);
-    const alive = await reserve(h.database.db, principal, 200, windows, clock, 3_600_000);
+    const dead = await admit(300, 1000);
+    const alive = await admit(200, 3_600_000);
     expect(await orgTotals(t.orgId)).toMatchObject({ reserved: 500 });
 
     expect(await releaseExpired(h.database.db, clock + 500)).toBe(0);
@@ -361,9 +386,10 @@ describe('reservations left behind', () => {
     expect(await orgTotals(t.orgId)).toMatchObject({ reserved: 200 });
 
     // The dead request's process coming back late must not give it back twice.
-    await release(h.database.db, dead);
+    await writer.release(dead);
     expect(await orgTotals(t.orgId)).toMatchObject({ reserved: 200 });
-    await release(h.database.db, alive);
+    await writer.release(alive);
     expect(await orgTotals(t.orgId)).toMatchObject({ reserved: 0, used: 0 });
+    await writer.close(1000);
   });
 });

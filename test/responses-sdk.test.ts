@@ -120,9 +120,10 @@ describe('responses through the official OpenAI SDK', () => {
     const upstreamCall = h.upstream.requests[seen]!;
     await upstreamCall.closed;
     expect(upstreamCall.finished).toBe(false);
+    // The response exists from admission on, in progress until the cut stream is stored.
     const stored = await eventually(async () => {
-      const got = await client.responses.retrieve(id).catch(() => undefined);
-      return got;
+      const got = await client.responses.retrieve(id);
+      return got.status === 'in_progress' ? undefined : got;
     });
     expect(stored.status).toBe('incomplete');
     expect(stored.incomplete_details).toEqual({ reason: 'client_disconnected' });

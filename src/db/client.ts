@@ -1,6 +1,5 @@
 import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
-import { sql } from 'drizzle-orm';
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
@@ -21,8 +20,12 @@ export function rowsOf<T>(result: unknown): T[] {
 export interface Database {
   db: Db;
   kind: 'pglite' | 'postgres';
-  /** Resolves when the database answers a trivial query. */
-  ping(): Promise<void>;
+  /**
+   * Resolves when the database answers a trivial query. On PostgreSQL it uses
+   * a connection of its own, so a pool busy with a burst of requests does not
+   * make a healthy database look unreachable.
+   */
+  ping(timeoutMs?: number): Promise<void>;
   migrate(): Promise<void>;
   close(): Promise<void>;
 }
@@ -32,29 +35,90 @@ const MIGRATIONS = fileURLToPath(new URL('../../migrations', import.meta.url));
 /** Any fixed number: serialises migrations of instances that start together on one PostgreSQL. */
 const MIGRATION_LOCK_KEY = 7_214_552_019;
 
+/** Server-side limits on every pooled session, so a stuck lock or a runaway statement cannot hang requests. */
+export interface DbTimeouts {
+  /** Longest wait for a pooled connection (and for a new one to connect). */
+  connectMs: number;
+  statementMs: number;
+  lockMs: number;
+  idleInTransactionMs: number;
+}
+
+export const DEFAULT_DB_TIMEOUTS: DbTimeouts = { connectMs: 5_000, statementMs: 15_000, lockMs: 5_000, idleInTransactionMs: 30_000 };
+
 export interface OpenOptions {
   databaseUrl?: string | undefined;
   /** A folder for embedded PGlite; `memory://` keeps it in memory (tests). */
   dataDir?: string;
   poolMax?: number;
-  onPoolError?: (err: Error) => void;
+  timeouts?: Partial<DbTimeouts>;
+  /** Shown in pg_stat_activity, so an operator can tell this server's sessions apart. */
+  applicationName?: string;
+  /** A connection failed (the server went away, a backend was terminated); it is dropped and replaced. */
+  onConnectionError?: (err: Error) => void;
 }
 
 export async function openDatabase(opts: OpenOptions): Promise<Database> {
-  if (opts.databaseUrl !== undefined) return openPostgres(opts.databaseUrl, opts.poolMax ?? 10, opts.onPoolError);
+  const timeouts = { ...DEFAULT_DB_TIMEOUTS, ...opts.timeouts };
+  if (opts.databaseUrl !== undefined) return openPostgres(opts.databaseUrl, opts.poolMax ?? 10, timeouts, opts.applicationName ?? 'eugpt', opts.onConnectionError);
   return openPglite(opts.dataDir ?? 'memory://');
 }
 
-function openPostgres(url: string, max: number, onPoolError?: (err: Error) => void): Database {
-  const pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: 10_000 });
-  // An idle client that loses its server must not crash the process; the pool replaces it.
-  pool.on('error', (err) => onPoolError?.(err));
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+function openPostgres(url: string, max: number, timeouts: DbTimeouts, applicationName: string, onConnectionError?: (err: Error) => void): Database {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max,
+    application_name: applicationName,
+    connectionTimeoutMillis: timeouts.connectMs,
+    statement_timeout: timeouts.statementMs,
+    lock_timeout: timeouts.lockMs,
+    idle_in_transaction_session_timeout: timeouts.idleInTransactionMs,
+  });
+  const report = (err: Error) => onConnectionError?.(err);
+  // pg-pool listens for errors only on idle clients: a backend terminated while
+  // its client is checked out (inside a transaction) would emit an 'error' with
+  // no listener and end the process. A listener for the client's whole life
+  // makes that error fail only the statements on that connection; the pool
+  // drops the broken client when it is released.
+  pool.on('connect', (client) => {
+    client.on('error', report);
+  });
+  pool.on('error', report);
   const db = drizzlePg(pool, { schema });
+
+  // Readiness asks on a connection of its own, made again whenever it broke.
+  let probe: pg.Client | undefined;
+  const dropProbe = () => {
+    const p = probe;
+    probe = undefined;
+    p?.end().catch(() => undefined);
+  };
   return {
     db,
     kind: 'postgres',
-    async ping() {
-      await db.execute(sql`select 1`);
+    async ping(timeoutMs = 2_000) {
+      try {
+        if (probe === undefined) {
+          const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: timeoutMs, statement_timeout: timeoutMs });
+          client.on('error', () => {
+            if (probe === client) probe = undefined;
+          });
+          await client.connect();
+          probe = client;
+        }
+        await withTimeout(probe.query('select 1'), timeoutMs, 'database ping');
+      } catch (err) {
+        dropProbe();
+        throw err;
+      }
     },
     async migrate() {
       const client = new pg.Client({ connectionString: url });
@@ -68,6 +132,7 @@ function openPostgres(url: string, max: number, onPoolError?: (err: Error) => vo
       }
     },
     async close() {
+      dropProbe();
       await pool.end();
     },
   };
@@ -88,8 +153,10 @@ async function openPglite(dataDir: string): Promise<Database> {
   return {
     db,
     kind: 'pglite',
+    // Embedded: there is no server to lose, and a query would wait behind a busy
+    // queue of statements; ready while the instance is open.
     async ping() {
-      await db.execute(sql`select 1`);
+      if (client.closed) throw new Error('the embedded database is closed');
     },
     async migrate() {
       await migratePglite(db, { migrationsFolder: MIGRATIONS });

@@ -148,12 +148,21 @@ export const responses = pgTable(
     /** Milliseconds from request start to the first output token, and to the end. */
     firstTokenMs: integer('first_token_ms'),
     durationMs: integer('duration_ms'),
-    /** The final response object as the API returns it. */
+    /** The final response object as the API returns it (while in progress: the last checkpoint). */
     body: jsonb('body'),
     error: jsonb('error'),
+    /** The server instance producing it, while in progress: a dead instance's responses are finalised by another. */
+    instanceId: uuid('instance_id'),
+    /**
+     * While in progress: what finalising it needs if its instance dies (the
+     * input items to store, the prompt's tokens, the reservation, the usage
+     * windows). Cleared when the response ends.
+     */
+    pending: jsonb('pending'),
   },
   (t) => [
     index('responses_user_idx').on(t.userId, t.createdAt),
+    index('responses_in_progress_idx').on(t.instanceId).where(sql`${t.status} = 'in_progress'`),
     index('responses_organization_idx').on(t.organizationId, t.createdAt),
     index('responses_conversation_idx').on(t.conversationId),
     check('responses_status_check', sql`${t.status} in ('in_progress', 'completed', 'failed', 'incomplete')`),
@@ -243,3 +252,14 @@ export const reservations = pgTable(
   },
   (t) => [index('reservations_expires_idx').on(t.expiresAt)],
 );
+
+/**
+ * Server instances that are alive: each writes its heartbeat every few
+ * seconds; an in-progress response whose instance stopped beating is
+ * finalised by another instance (responses/recovery.ts).
+ */
+export const instances = pgTable('instances', {
+  id: uuid('id').primaryKey(),
+  startedAt: timestamp('started_at', { withTimezone: true }).notNull().defaultNow(),
+  heartbeatAt: timestamp('heartbeat_at', { withTimezone: true }).notNull().defaultNow(),
+});

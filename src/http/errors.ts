@@ -2,7 +2,12 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import fp from 'fastify-plugin';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { formatPath } from '../param-path.ts';
+import { isDatabaseUnavailable } from '../db/errors.ts';
 import { ApiError, badRequest, type ErrorType } from './api-error.ts';
+
+/** The database cannot be reached or is overloaded: a retry shortly is likely to work. */
+export const databaseUnavailable = () =>
+  new ApiError(503, 'server_error', 'database_unavailable', 'the database is unavailable; try again shortly', null, { 'retry-after': '1' });
 
 const TYPE_BY_STATUS: Record<number, ErrorType> = {
   401: 'authentication_error',
@@ -68,6 +73,7 @@ export function toApiError(err: unknown): ApiError {
     case 'FST_ERR_BAD_URL':
       return badRequest('invalid_url', 'the request URL is malformed');
   }
+  if (isDatabaseUnavailable(err)) return databaseUnavailable();
   // fastify's JSON parser marks syntax errors as 400.
   if (err instanceof SyntaxError && e.statusCode === 400) return badRequest('invalid_json', 'request body is not valid JSON');
   const status = typeof e.statusCode === 'number' ? e.statusCode : 500;
@@ -85,7 +91,8 @@ export function sendError(reply: FastifyReply, err: ApiError): FastifyReply {
 async function errors(app: FastifyInstance) {
   app.setErrorHandler((err: unknown, req: FastifyRequest, reply: FastifyReply) => {
     const api = toApiError(err);
-    if (api.status >= 500) req.log.error({ err }, 'request failed');
+    if (api.code === 'database_unavailable') req.log.warn({ error: (err as Error).message }, 'database unavailable');
+    else if (api.status >= 500) req.log.error({ err }, 'request failed');
     else req.log.info({ status: api.status, code: api.code }, 'request rejected');
     return sendError(reply, api);
   });

@@ -42,10 +42,11 @@ export const healthRoutes: FastifyPluginAsyncZod<{ database: Database; catalog: 
     async (req, reply) => {
       let dbState = 'ok';
       try {
-        await withTimeout(database.ping(), PING_TIMEOUT_MS);
+        await withTimeout(database.ping(PING_TIMEOUT_MS), PING_TIMEOUT_MS + 500);
       } catch (err) {
-        req.log.warn({ err }, 'readiness check failed: database');
-        dbState = 'unreachable';
+        // The reason is for the operator; a connection error names no secret (the URL's password is not in it).
+        dbState = `unreachable: ${(err as Error).message}`.slice(0, 200);
+        req.log.warn({ reason: dbState }, 'readiness check failed: database');
       }
       const checks = { database: dbState, models };
       const routing = health.report();

@@ -1,20 +1,21 @@
-import { randomUUID } from 'node:crypto';
-import { and, eq, lt, sql } from 'drizzle-orm';
+import { and, eq, inArray, lt } from 'drizzle-orm';
 import type { Limits, Principal } from '../auth/key-auth.ts';
-import { rowsOf, type Db } from '../db/client.ts';
+import type { Db } from '../db/client.ts';
 import { reservations, usageTotals } from '../db/schema.ts';
 import { ApiError } from '../http/api-error.ts';
+import { applyDeltas, lockUsage, usageKey, writeUsage, type UsageDelta, type UsageKey, type UsageRow } from './ledger.ts';
 import { secondsUntil, type Window, type WindowKind } from './windows.ts';
 
 /**
- * Token quotas that hold under any concurrency and any number of instances
- * (issue 5). Admission reserves the request's estimate in every window that
- * has a limit with one conditional upsert per window, all in one transaction
- * and always in the same order (user day, user month, organisation day,
- * organisation month), so concurrent admissions serialise on the rows and a
- * window can never hold more than its limit in used + reserved tokens. The
- * response's real usage replaces the estimate when it is stored
- * (saveResponse), or the estimate is released when no upstream was called.
+ * Token quotas that hold under any concurrency and any number of instances.
+ * Admission reserves the request's estimate in every window that has a
+ * limit. Admissions are written in batches (responses/writer.ts): a batch
+ * locks every usage row it needs in one global order, decides its requests
+ * one after the other against the locked values, and commits once, so a
+ * window can never hold more than its limit in used + reserved tokens, and a
+ * busy tenant pays one row lock per batch instead of one per request. The
+ * response's real usage replaces the estimate when it is stored, or the
+ * estimate is given back when no upstream was called.
  *
  * The bound: for every window, used ≤ limit + Σ max(0, actual − estimate)
  * over the requests it admitted. The estimate is the prompt counted with
@@ -24,9 +25,8 @@ import { secondsUntil, type Window, type WindowKind } from './windows.ts';
  * output than the max_tokens it was sent.
  *
  * Each reservation is also a row with an expiry, deleted by whoever gives it
- * back (reconcile or release, in their own transaction), so it is given back
- * exactly once; one left behind by a process that died is given back by
- * releaseExpired once it expires.
+ * back (the stored response, a release, recovery of a dead instance's
+ * response, or expiry), so it is given back exactly once.
  */
 export const INPUT_MARGIN = 1.25;
 export const FRAMING_MARGIN = 64;
@@ -122,117 +122,114 @@ function refusal(state: WindowState, estimate: number, now: number, states: Wind
   });
 }
 
-interface HeldRow {
-  subjectType: 'user' | 'organization';
-  subjectId: string;
-  window: WindowKind;
-  windowStart: string;
-}
+/** A usage row as a reservation's `held` list stores it. */
+export type HeldRow = UsageKey;
 
-const heldRows = (held: WindowLimit[]): HeldRow[] =>
+export const heldRows = (held: WindowLimit[]): HeldRow[] =>
   held.map((w) => ({ subjectType: w.subjectType, subjectId: w.subjectId, window: w.window.kind, windowStart: w.window.start }));
 
-/**
- * Reserves `estimate` tokens in every limited window, or throws the 429 of
- * the first window it would overflow. `ttlMs` bounds how long the request
- * can hold them: past it, releaseExpired gives them back.
- */
-export async function reserve(
-  db: Db,
-  principal: Principal,
-  estimate: number,
-  windows: { day: Window; month: Window },
-  now: number,
-  ttlMs: number,
-): Promise<Reservation> {
-  const limited = limitedWindows(principal, windows);
-  if (limited.length === 0) return { id: null, estimate, windows, held: [], states: [] };
-  const id = randomUUID();
-  let refused: WindowLimit | undefined;
-  const states = await db
-    .transaction(async (tx) => {
-      const out: WindowState[] = [];
-      for (const w of limited) {
-        const rows = rowsOf<{ total_tokens: string | number; reserved_tokens: string | number }>(
-          await tx.execute(sql`
-            insert into usage_totals (subject_type, subject_id, "window", window_start, reserved_tokens)
-            select ${w.subjectType}, ${w.subjectId}::uuid, ${w.window.kind}, ${w.window.start}::date, ${estimate}::bigint
-            where ${estimate}::bigint <= ${w.limit}::bigint
-            on conflict (subject_type, subject_id, "window", window_start) do update
-              set reserved_tokens = usage_totals.reserved_tokens + excluded.reserved_tokens
-              where usage_totals.total_tokens + usage_totals.reserved_tokens + excluded.reserved_tokens <= ${w.limit}::bigint
-            returning total_tokens, reserved_tokens`),
-        );
-        const row = rows[0];
-        if (row === undefined) {
-          refused = w;
-          throw new Error('quota'); // rolls back the windows reserved so far
-        }
-        out.push({ ...w, used: Number(row.total_tokens), reserved: Number(row.reserved_tokens) });
-      }
-      await tx.insert(reservations).values({ id, estimate, held: heldRows(limited), expiresAt: new Date(now + ttlMs) });
-      return out;
-    })
-    .catch(async (err: unknown) => {
-      if (refused === undefined) throw err;
-      const current = await Promise.all(limited.map((w) => stateOf(db, w)));
-      throw refusal(current.find((s) => s.window === refused!.window && s.subjectType === refused!.subjectType)!, estimate, now, current);
-    });
-  return { id, estimate, windows, held: limited, states };
+/** A request waiting for admission: its estimate checked against every limited window at once. */
+export interface AdmissionAsk {
+  /** The reservation's row id, made by the caller. */
+  id: string;
+  estimate: number;
+  windows: { day: Window; month: Window };
+  limited: WindowLimit[];
+  expiresAt: Date;
+  now: number;
 }
 
-/**
- * Claims a reservation inside a transaction: true when this caller is the one
- * to give it back (its row existed and is now gone), false when it already
- * was (it expired and releaseExpired took it).
- */
-export async function claimReservation(tx: Db, id: string | null): Promise<boolean> {
-  if (id === null) return false;
-  const gone = await tx.delete(reservations).where(eq(reservations.id, id)).returning({ id: reservations.id });
-  return gone.length > 0;
-}
+export type AdmissionResult = { admitted: true; reservation: Reservation } | { admitted: false; refusal: ApiError };
 
-async function giveBack(tx: Db, held: HeldRow[], estimate: number): Promise<void> {
-  for (const w of held) {
-    await tx
-      .update(usageTotals)
-      .set({ reservedTokens: sql`greatest(0, ${usageTotals.reservedTokens} - ${estimate})` })
-      .where(
-        and(
-          eq(usageTotals.subjectType, w.subjectType),
-          eq(usageTotals.subjectId, w.subjectId),
-          eq(usageTotals.window, w.window),
-          eq(usageTotals.windowStart, w.windowStart),
-        ),
-      );
+/**
+ * Decides one ask against rows locked by the batch (ledger.lockUsage), in
+ * arrival order, and holds its estimate in them when it fits. The rows stay
+ * locked until the batch commits, so two batches (or two instances) can never
+ * both spend the same tokens: the bound above holds as it did with one
+ * transaction per request.
+ */
+export function decideAdmission(rows: Map<string, UsageRow>, ask: AdmissionAsk, changed: Set<string>): AdmissionResult {
+  const stateOfRow = (w: WindowLimit): WindowState => {
+    const row = rows.get(usageKey(heldRows([w])[0]!))!;
+    return { ...w, used: row.totalTokens, reserved: row.reservedTokens };
+  };
+  const states = ask.limited.map(stateOfRow);
+  const over = states.find((s) => ask.estimate > s.limit - s.used - s.reserved);
+  if (over !== undefined) return { admitted: false, refusal: refusal(over, ask.estimate, ask.now, states) };
+  for (const w of heldRows(ask.limited)) {
+    const key = usageKey(w);
+    rows.get(key)!.reservedTokens += ask.estimate;
+    changed.add(key);
   }
+  return {
+    admitted: true,
+    reservation: { id: ask.id, estimate: ask.estimate, windows: ask.windows, held: ask.limited, states: ask.limited.map(stateOfRow) },
+  };
 }
 
-/** Gives back a reservation that no upstream call used. */
-export async function release(db: Db, reservation: Reservation): Promise<void> {
-  if (reservation.id === null) return;
-  await db.transaction(async (tx) => {
-    if (await claimReservation(tx, reservation.id)) await giveBack(tx, heldRows(reservation.held), reservation.estimate);
-  });
+/** The four rows a response counts in (the user's and the organisation's day and month), with its usage. */
+export function usageDeltas(
+  ids: { userId: string; organizationId: string },
+  windows: { day: { start: string }; month: { start: string } },
+  usage: { inputTokens: number; outputTokens: number; totalTokens: number },
+  givenBack: { held: HeldRow[]; estimate: number } | null,
+): UsageDelta[] {
+  const out: UsageDelta[] = [];
+  for (const subjectType of ['user', 'organization'] as const) {
+    for (const window of ['day', 'month'] as const) {
+      const key: UsageKey = {
+        subjectType,
+        subjectId: subjectType === 'user' ? ids.userId : ids.organizationId,
+        window,
+        windowStart: windows[window].start,
+      };
+      const held = givenBack !== null && givenBack.held.some((h) => usageKey(h) === usageKey(key));
+      out.push({ ...key, ...usage, requests: 1, reservedTokens: held ? -givenBack.estimate : 0 });
+    }
+  }
+  return out;
+}
+
+/** The deltas that give a reservation back without counting any usage. */
+export const releaseDeltas = (held: HeldRow[], estimate: number): UsageDelta[] =>
+  held.map((h) => ({ ...h, inputTokens: 0, outputTokens: 0, totalTokens: 0, requests: 0, reservedTokens: -estimate }));
+
+/**
+ * Claims reservations inside a transaction: the ids whose rows this caller
+ * deleted, so it is the one to give them back (each is given back once: by
+ * the stored response, a release, recovery, or expiry).
+ */
+export async function claimReservations(tx: Db, ids: string[]): Promise<Map<string, { held: HeldRow[]; estimate: number }>> {
+  const out = new Map<string, { held: HeldRow[]; estimate: number }>();
+  if (ids.length === 0) return out;
+  const gone = await tx
+    .delete(reservations)
+    .where(inArray(reservations.id, ids))
+    .returning({ id: reservations.id, held: reservations.held, estimate: reservations.estimate });
+  for (const g of gone) out.set(g.id, { held: g.held as HeldRow[], estimate: Number(g.estimate) });
+  return out;
 }
 
 /**
- * Gives back reservations past their expiry (their process died, or a
- * request outlived every timeout). Safe to run on every instance at once:
- * each row is taken by one of them.
+ * Gives back reservations past their expiry (a request outlived every
+ * timeout, or its process died before recovery reached it). Safe to run on
+ * every instance at once: each row is taken by one of them.
  */
 export async function releaseExpired(db: Db, now: number, batch = 100): Promise<number> {
   return db.transaction(async (tx) => {
     const expired = await tx
-      .select()
+      .select({ id: reservations.id })
       .from(reservations)
       .where(lt(reservations.expiresAt, new Date(now)))
       .limit(batch)
       .for('update', { skipLocked: true });
-    for (const r of expired) {
-      await giveBack(tx, r.held as HeldRow[], r.estimate);
-      await tx.delete(reservations).where(eq(reservations.id, r.id));
-    }
-    return expired.length;
+    const claimed = await claimReservations(
+      tx,
+      expired.map((r) => r.id),
+    );
+    const deltas = [...claimed.values()].flatMap((c) => releaseDeltas(c.held, c.estimate));
+    const rows = await lockUsage(tx, deltas);
+    await writeUsage(tx, [...applyDeltas(rows, deltas)].map((k) => rows.get(k)!));
+    return claimed.size;
   });
 }

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Db } from '../db/client.ts';
 import type { Providers } from '../providers/registry.ts';
@@ -6,7 +5,7 @@ import { UpstreamError } from '../providers/types.ts';
 import type { Catalog, ModelConfig } from '../router/catalog.ts';
 import type { HealthTable } from '../router/health.ts';
 import type { Decision } from '../router/pick.ts';
-import { ResponseBuilder } from './builder.ts';
+import { echoOf, ResponseBuilder } from './builder.ts';
 import { contextFor, type PreparedContext, type ResponseContext } from './context.ts';
 import { runResponse } from './engine.ts';
 import type { ResponseEvent } from './events.ts';
@@ -52,6 +51,8 @@ export async function startWithFailover(
   prepared: PreparedContext,
   decision: Decision,
   client: AbortSignal,
+  /** The response's id and creation time, fixed at admission: every attempt builds the same response. */
+  identity: { id: string; createdAt: number },
 ): Promise<Outcome> {
   const { failover } = deps.catalog.router;
   const deadline = Date.now() + failover.deadline_ms;
@@ -80,17 +81,7 @@ export async function startWithFailover(
       deps.health.release(model.id, model.provider, { type: 'neutral' });
       throw err;
     }
-    const builder = new ResponseBuilder(randomUUID(), startedAt, model.id, context.conversationId, {
-      instructions: request.instructions,
-      metadata: request.metadata,
-      previousResponseId: request.previousResponseId,
-      projectId: request.projectId,
-      toolChoice: request.toolChoice,
-      parallelToolCalls: request.parallelToolCalls,
-      temperature: request.temperature,
-      topP: request.topP,
-      maxOutputTokens: request.maxOutputTokens,
-    });
+    const builder = new ResponseBuilder(identity.id, identity.createdAt, model.id, context.conversationId, echoOf(request));
     last = { model, builder, context, startedAt };
     const engine = runResponse({
       builder,

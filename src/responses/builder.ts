@@ -1,4 +1,5 @@
 import type { UpstreamUsage } from '../providers/types.ts';
+import type { CreateRequest } from './request.ts';
 import { emptyPart, messageId, outputTextOf, usageOf, type MessageItem, type ResponseObject, type ResponseStatus } from './object.ts';
 
 export interface ResponseEcho {
@@ -11,6 +12,21 @@ export interface ResponseEcho {
   temperature: number | null;
   topP: number | null;
   maxOutputTokens: number | null;
+}
+
+/** What a response echoes of its request. */
+export function echoOf(request: CreateRequest): ResponseEcho {
+  return {
+    instructions: request.instructions,
+    metadata: request.metadata,
+    previousResponseId: request.previousResponseId,
+    projectId: request.projectId,
+    toolChoice: request.toolChoice,
+    parallelToolCalls: request.parallelToolCalls,
+    temperature: request.temperature,
+    topP: request.topP,
+    maxOutputTokens: request.maxOutputTokens,
+  };
 }
 
 /**

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -12,24 +13,33 @@ import type { RequestFeatures } from '../router/classify.ts';
 import type { HealthTable } from '../router/health.ts';
 import { pick, type Decision } from '../router/pick.ts';
 import { requireFeature } from '../limits/policy.ts';
-import { estimateTokens, rateHeaders, release, reserve, snapshotHeaders } from '../limits/quota.ts';
+import { estimateTokens, limitedWindows, rateHeaders, snapshotHeaders } from '../limits/quota.ts';
 import { checkRequestRate } from '../limits/rate.ts';
 import { windowsAt, type Window } from '../limits/windows.ts';
-import { startWithFailover, type Attempt } from './attempts.ts';
+import { startWithFailover, type Attempt, type Outcome } from './attempts.ts';
+import { echoOf, ResponseBuilder } from './builder.ts';
 import { collect } from './collect.ts';
 import { outputBudget, prepareContext, type PreparedContext } from './context.ts';
 import { logFinished, noModel, unroutable, upstreamFailure } from './errors.ts';
 import type { ResponseEvent } from './events.ts';
 import { createResponseBody, parseCreateRequest, type CreateRequest } from './request.ts';
 import { responseObjectSchema } from './schemas.ts';
-import { SSE_HEADERS, writeEvents } from './sse.ts';
-import { findOwnedResponse, saveResponse } from './store.ts';
+import type { Recovery } from './recovery.ts';
+import { endWith, SSE_HEADERS, writeEvents } from './sse.ts';
+import { findOwnedResponse, finishRecord, releaseRecord, startRecord } from './store.ts';
+import type { ResponseWriter } from './writer.ts';
 
 export interface ResponseRouteOptions {
   db: Db;
   catalog: Catalog;
   providers: Providers;
   health: HealthTable;
+  writer: ResponseWriter;
+  recovery: Recovery;
+  /** Aborts when the shutdown grace period is over: streams still running end with `server_shutting_down`. */
+  shutdown: AbortSignal;
+  /** How long a finished response may wait for its write before the client is told it could not be stored (it stays queued). */
+  storeWaitMs: number;
   /** The clock of quota windows and trials (tests move it). */
   now: () => number;
   /** Overrides the SSE keep-alive interval (tests). */
@@ -38,10 +48,19 @@ export interface ResponseRouteOptions {
 
 const security = [{ apiKey: [] }];
 
-/** The stored failure that stands in for a terminal event when the response could not be saved. */
-function storageFailed(seq: number): ResponseEvent {
-  const error = { type: 'server_error', code: 'internal_error', message: 'the response could not be stored', param: null };
-  return { type: 'error', sequence_number: seq, code: error.code, message: error.message, param: null, error };
+function terminalError(seq: number, type: string, code: string, message: string): ResponseEvent {
+  const error = { type, code, message, param: null };
+  return { type: 'error', sequence_number: seq, code, message, param: null, error };
+}
+
+/** The stored failure that stands in for a terminal event when the response could not be stored in time. */
+const storageFailed = (seq: number) => terminalError(seq, 'server_error', 'storage_unavailable', 'the response could not be stored yet; it is kept and retried');
+
+const SHUTTING_DOWN = 'the server is shutting down; the partial answer is kept';
+
+/** The error behind an abort at the end of the shutdown grace period. */
+class ShutdownAbort extends Error {
+  override name = 'ShutdownAbort';
 }
 
 /** The router's view of a request: cheap signals only (issue 4). */
@@ -76,15 +95,31 @@ const reservationTtl = (catalog: Catalog) =>
 /** How an attempt that reached the client counts for its model's health. */
 function healthOutcome(attempt: Attempt) {
   const b = attempt.builder;
-  if (b.status === 'failed') return { type: 'failure' as const, timeout: false };
-  if (b.incompleteReason === 'client_disconnected') return { type: 'neutral' as const };
+  if (b.status === 'failed' && b.error?.code !== 'server_shutting_down') return { type: 'failure' as const, timeout: false };
+  if (b.incompleteReason === 'client_disconnected' || b.status === 'failed') return { type: 'neutral' as const };
   return { type: 'success' as const, latencyMs: (b.firstTokenAt ?? b.completedAt ?? Date.now()) - attempt.startedAt };
 }
 
-export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async (app, opts) => {
-  const { db, catalog, health } = opts;
+/** Waits for `promise` at most `ms`; false when the time ran out first (the promise goes on). */
+async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([promise.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
-  /** Everything a request must pass before any model is called, ending with its token reservation. */
+export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async (app, opts) => {
+  const { db, catalog, health, writer, recovery } = opts;
+
+  /**
+   * Everything a request must pass before any model is called, ending with
+   * one write: its token reservation and its in-progress row.
+   */
   async function admit(req: FastifyRequest, principal: Principal, body: unknown, windows: { day: Window; month: Window }, now: number) {
     const request = parseCreateRequest(body);
     await checkRequestRate(db, principal, now);
@@ -95,8 +130,27 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     const decision = pick(featuresOf(request, prepared), catalog, health);
     if (decision.model === null) throw unroutable(decision.why, prepared);
     req.log.info({ model: decision.model.id, category: decision.category, reason: decision.reason }, 'routed');
-    const reservation = await reserve(db, principal, estimateFor(request, prepared, decision, catalog), windows, now, reservationTtl(catalog));
-    return { request, prepared, decision, reservation };
+
+    const identity = { id: randomUUID(), createdAt: now };
+    const limited = limitedWindows(principal, windows);
+    const estimate = estimateFor(request, prepared, decision, catalog);
+    const ask =
+      limited.length === 0 ? null : { id: randomUUID(), estimate, windows, limited, expiresAt: new Date(now + reservationTtl(catalog)), now };
+    const first = new ResponseBuilder(identity.id, identity.createdAt, decision.model.id, prepared.conversationId, echoOf(request));
+    const start = startRecord({
+      responseId: identity.id,
+      instanceId: recovery.instanceId,
+      principal,
+      request,
+      prepared,
+      model: decision.model.id,
+      body: first.snapshot(),
+      reservationId: ask?.id ?? null,
+      windows,
+    });
+    const result = await writer.admit(ask, start);
+    if (!result.admitted) throw result.refusal;
+    return { request, prepared, decision, reservation: { ...result.reservation, windows }, identity };
   }
 
   async function create(req: FastifyRequest, reply: FastifyReply, body: unknown) {
@@ -107,48 +161,74 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     try {
       admitted = await admit(req, principal, body, windows, now);
     } catch (err) {
-      // Every answer of this route carries the quota headers (SPEC.md), refusals before admission too.
+      // Every answer of this route carries the quota headers, refusals before admission too.
       const hasThem = err instanceof ApiError && 'x-ratelimit-limit-tokens' in err.headers;
       if (!hasThem) reply.headers(await snapshotHeaders(db, principal, windows, now).catch(() => ({})));
       throw err;
     }
-    const { request, prepared, decision, reservation } = admitted;
+    const { request, prepared, decision, reservation, identity } = admitted;
     reply.headers(rateHeaders(reservation.states, now));
 
-    // A client that goes away aborts the upstream call at once (SPEC.md).
+    // A client that goes away aborts the upstream call at once; so does the end of the shutdown grace period.
     const client = new AbortController();
     reply.raw.on('close', () => {
       if (!reply.raw.writableEnded) client.abort(new Error('client disconnected'));
     });
+    const onShutdown = () => client.abort(new ShutdownAbort(SHUTTING_DOWN));
+    if (opts.shutdown.aborted) onShutdown();
+    else opts.shutdown.addEventListener('abort', onShutdown, { once: true });
+    const stoppedByShutdown = () => client.signal.reason instanceof ShutdownAbort;
 
-    const outcome = await startWithFailover({ ...opts, log: req.log }, request, prepared, decision, client.signal).catch(async (err: unknown) => {
-      await release(db, reservation).catch((e: unknown) => req.log.error({ err: e }, 'could not release a reservation'));
+    const release = () =>
+      writer.release(releaseRecord(identity.id, prepared, reservation)).catch((e: unknown) => req.log.error({ err: e }, 'could not release an admission'));
+    let outcome: Outcome;
+    try {
+      outcome = await startWithFailover({ ...opts, log: req.log }, request, prepared, decision, client.signal, identity);
+    } catch (err) {
+      opts.shutdown.removeEventListener('abort', onShutdown);
+      await release();
       throw err;
-    });
-    const save = (attempt: Attempt) =>
-      saveResponse(db, {
-        builder: attempt.builder,
-        principal,
-        context: attempt.context,
-        projectId: request.projectId,
-        instructions: request.instructions,
-        reservation,
-      });
+    }
+
+    /** Marks a response cut by the shutdown as failed with its own code (the engine saw only an abort). */
+    const markShutdown = (attempt: Attempt) => {
+      const b = attempt.builder;
+      if (!stoppedByShutdown() || b.status === 'completed' || b.status === 'failed') return;
+      b.status = 'failed';
+      b.incompleteReason = null;
+      b.error = { code: 'server_shutting_down', message: SHUTTING_DOWN };
+    };
+    const store = async (attempt: Attempt): Promise<boolean> => {
+      markShutdown(attempt);
+      const saving = writer.finish(finishRecord(attempt, principal, request, reservation));
+      saving.catch((err: unknown) =>
+        req.log.error({ err, response_id: attempt.builder.id, usage: attempt.builder.usage }, 'could not store a response; its usage is not counted'),
+      );
+      return within(saving, opts.storeWaitMs);
+    };
+
     if (outcome.type !== 'started') {
+      opts.shutdown.removeEventListener('abort', onShutdown);
       if (outcome.attempt !== undefined) {
-        await save(outcome.attempt).catch((e: unknown) => req.log.error({ err: e }, 'could not store a failed response'));
+        await store(outcome.attempt);
         logFinished(req, outcome.attempt);
       } else {
-        await release(db, reservation).catch((e: unknown) => req.log.error({ err: e }, 'could not release a reservation'));
+        await release();
       }
-      if (outcome.type === 'gone') return reply.hijack();
+      if (outcome.type === 'gone') {
+        if (!stoppedByShutdown()) return reply.hijack();
+        throw new ApiError(503, 'server_error', 'server_shutting_down', 'the server is shutting down; try again', null, { 'retry-after': '1' });
+      }
       throw outcome.attempt === undefined ? noModel() : upstreamFailure(outcome.error);
     }
 
     const { attempt, events } = outcome;
-    let saving: Promise<void> | undefined;
-    const saveOnce = () => (saving ??= save(attempt));
+    recovery.track(attempt.builder);
+    let stored: Promise<boolean> | undefined;
+    const storeOnce = () => (stored ??= store(attempt));
     const finish = () => {
+      opts.shutdown.removeEventListener('abort', onShutdown);
+      recovery.untrack(attempt.builder.id);
       health.release(attempt.model.id, attempt.model.provider, healthOutcome(attempt));
       logFinished(req, attempt);
     };
@@ -159,20 +239,20 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
       reply.hijack();
       reply.raw.writeHead(200, { ...(reply.getHeaders() as Record<string, string>), ...SSE_HEADERS });
       try {
-        await writeEvents(reply.raw, events, {
+        const written = await writeEvents(reply.raw, events, {
           keepAliveMs: opts.keepAliveMs,
-          beforeTerminal: async (event) => {
-            try {
-              await saveOnce();
-              return event;
-            } catch (err) {
-              req.log.error({ err }, 'could not store the response');
-              return storageFailed(event.sequence_number);
-            }
-          },
+          beforeTerminal: async (event) => ((await storeOnce()) ? event : storageFailed(event.sequence_number)),
         });
-        await saveOnce().catch(() => undefined); // an aborted stream has no terminal event; a failure was logged above
+        if (!written.terminal && stoppedByShutdown()) {
+          // The stream was cut by the shutdown: it still ends with a terminal event, after the response is stored.
+          const ok = await storeOnce();
+          const event = ok ? terminalError(written.nextSeq, 'server_error', 'server_shutting_down', SHUTTING_DOWN) : storageFailed(written.nextSeq);
+          await endWith(reply.raw, event);
+        } else {
+          await storeOnce(); // a stream the client left has no terminal event; a failure was logged
+        }
       } finally {
+        if (!reply.raw.writableEnded && !reply.raw.destroyed) reply.raw.end();
         finish();
       }
       return reply;
@@ -181,14 +261,18 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     let doc;
     try {
       doc = await collect(events);
+    } catch (err) {
+      await storeOnce();
+      throw err;
     } finally {
-      await saveOnce().catch((err: unknown) => {
-        req.log.error({ err }, 'could not store the response');
-        throw new ApiError(500, 'server_error', 'internal_error', 'the response could not be stored');
-      });
       finish();
     }
-    if (doc === null) return reply.hijack();
+    const ok = await storeOnce();
+    if (doc === null) {
+      if (!stoppedByShutdown()) return reply.hijack();
+      throw new ApiError(503, 'server_error', 'server_shutting_down', SHUTTING_DOWN, null, { 'retry-after': '1' });
+    }
+    if (!ok) throw new ApiError(503, 'server_error', 'storage_unavailable', 'the response could not be stored yet; it is kept and retried', null, { 'retry-after': '1' });
     return reply.send(doc);
   }
 

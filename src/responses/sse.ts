@@ -19,12 +19,26 @@ export interface SseOptions {
   keepAliveMs?: number;
 }
 
+/** How a stream ended: with its terminal event, or cut (the client left, the server is shutting down). */
+export interface Written {
+  terminal: boolean;
+  /** The sequence number the next event would have. */
+  nextSeq: number;
+}
+
+/** Writes one last event on a stream that ended without its terminal one, and ends it. */
+export async function endWith(res: ServerResponse, event: ResponseEvent): Promise<void> {
+  if (res.destroyed || res.writableEnded) return;
+  await new Promise<void>((resolve) => res.end(frame(event), () => resolve()));
+}
+
 /**
  * Writes events to a raw response whose headers are already sent. Waits for
  * 'drain' when the socket is full, so a slow client slows the upstream read
- * instead of filling memory. Ends the response after the terminal event.
+ * instead of filling memory. Ends the response after the terminal event;
+ * leaves it open when the events stop without one, for endWith.
  */
-export async function writeEvents(res: ServerResponse, events: AsyncIterable<ResponseEvent>, opts: SseOptions): Promise<void> {
+export async function writeEvents(res: ServerResponse, events: AsyncIterable<ResponseEvent>, opts: SseOptions): Promise<Written> {
   const keepAliveMs = opts.keepAliveMs ?? KEEP_ALIVE_MS;
   let lastWrite = Date.now();
   const gone = () => res.destroyed || res.writableEnded;
@@ -61,9 +75,13 @@ export async function writeEvents(res: ServerResponse, events: AsyncIterable<Res
       res.write(': keep-alive\n\n');
     }
   }, Math.max(10, Math.floor(keepAliveMs / 3)));
+  let terminal = false;
+  let nextSeq = 0;
   try {
     for await (const event of events) {
+      nextSeq = event.sequence_number + 1;
       if (isTerminal(event)) {
+        terminal = true;
         await write(frame(await opts.beforeTerminal(event)));
         break;
       }
@@ -71,6 +89,7 @@ export async function writeEvents(res: ServerResponse, events: AsyncIterable<Res
     }
   } finally {
     clearInterval(keepAlive);
-    if (!gone()) res.end();
+    if (terminal && !gone()) res.end();
   }
+  return { terminal, nextSeq };
 }

@@ -42,7 +42,7 @@ export const v1Routes: FastifyPluginAsyncZod<{ keyAuth: KeyAuth } & ResponseRout
     }),
   );
 
-  const { db, catalog, providers, health, keepAliveMs, now } = opts;
-  await app.register(responseRoutes, { db, catalog, providers, health, keepAliveMs, now });
-  await app.register(usageRoutes, { db, now });
+  const { db, catalog, providers, health, writer, recovery, shutdown, storeWaitMs, now, keepAliveMs } = opts;
+  await app.register(responseRoutes, { db, catalog, providers, health, writer, recovery, shutdown, storeWaitMs, now, keepAliveMs });
+  await app.register(usageRoutes, { db: opts.db, now: opts.now });
 };

@@ -1,0 +1,146 @@
+import { isDatabaseUnavailable } from './errors.ts';
+
+/**
+ * Group commit: jobs queued while a batch is being written go together in
+ * the next one, so under load one transaction (one commit, one round of row
+ * locks) serves many requests, and with no load a job is written at once,
+ * with no timer to wait for.
+ *
+ * A batch that fails because the database is unreachable is retried whole,
+ * with backoff, for as long as `retryJob` says a job is worth waiting for;
+ * the others are rejected at once (a request that has not reached a model
+ * yet is better answered 503 than kept waiting). A batch that fails for any
+ * other reason (bad data, a constraint) is split in halves and each half
+ * retried, down to the single job that cannot be written, which is rejected
+ * alone, so one bad record never sinks the others.
+ */
+
+export interface BatcherOptions<J> {
+  /** Writes the jobs in one transaction; throws if nothing was written. */
+  write(jobs: J[]): Promise<void>;
+  maxBatch: number;
+  /** Whether a job should wait through a database outage (true) or fail at once (false). */
+  retryJob(job: J): boolean;
+  /** Backoff between retries of an unreachable database: doubles from `minMs` to `maxMs`. */
+  backoff?: { minMs: number; maxMs: number };
+  /** A retry after a database outage, for the log. */
+  onRetry?(err: unknown, attempt: number, jobs: number): void;
+}
+
+interface Entry<J> {
+  job: J;
+  /** Set once resolved or rejected: a retry after a split never writes a job twice. */
+  settled: boolean;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+export class Batcher<J> {
+  private queue: Entry<J>[] = [];
+  private running = false;
+  private idleWaiters: (() => void)[] = [];
+  private closed = false;
+
+  constructor(private readonly opts: BatcherOptions<J>) {}
+
+  /** Resolves when the job is committed; rejects with the database's error if it cannot be. */
+  add(job: J): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('the writer is closed'));
+    return new Promise<void>((resolve, reject) => {
+      const entry: Entry<J> = {
+        job,
+        settled: false,
+        resolve: () => {
+          entry.settled = true;
+          resolve();
+        },
+        reject: (err) => {
+          entry.settled = true;
+          reject(err instanceof Error ? err : new Error(String(err)));
+        },
+      };
+      this.queue.push(entry);
+      if (!this.running) void this.drain();
+    });
+  }
+
+  /** Jobs waiting or being written. */
+  get pending(): number {
+    return this.queue.length + (this.running ? 1 : 0);
+  }
+
+  /** Resolves when every job queued so far has been written or rejected. */
+  async idle(): Promise<void> {
+    if (!this.running && this.queue.length === 0) return;
+    await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * Writes what is queued, then refuses new jobs. Past `graceMs` a database
+   * outage is no longer waited out: the jobs still retrying are rejected.
+   */
+  async close(graceMs: number): Promise<void> {
+    const timer = setTimeout(() => {
+      this.closed = true;
+    }, graceMs);
+    try {
+      await this.idle();
+    } finally {
+      clearTimeout(timer);
+      this.closed = true;
+    }
+  }
+
+  private async drain(): Promise<void> {
+    this.running = true;
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, this.opts.maxBatch);
+        await this.writeWithRetry(batch);
+      }
+    } finally {
+      this.running = false;
+      for (const wake of this.idleWaiters.splice(0)) wake();
+    }
+  }
+
+  private async writeWithRetry(batch: Entry<J>[]): Promise<void> {
+    const { minMs, maxMs } = this.opts.backoff ?? { minMs: 50, maxMs: 2_000 };
+    let live = batch;
+    for (let attempt = 1; live.length > 0; attempt++) {
+      try {
+        await this.writeSplitting(live);
+        return;
+      } catch (err) {
+        // Only an unreachable database gets here (writeSplitting settles every other failure).
+        const waiting: Entry<J>[] = [];
+        for (const e of live) {
+          if (e.settled) continue;
+          if (!this.closed && this.opts.retryJob(e.job)) waiting.push(e);
+          else e.reject(err);
+        }
+        live = waiting;
+        if (live.length === 0) return;
+        this.opts.onRetry?.(err, attempt, live.length);
+        await new Promise((r) => setTimeout(r, Math.min(maxMs, minMs * 2 ** (attempt - 1))));
+      }
+    }
+  }
+
+  /** Writes the batch, halving it around jobs that cannot be written; rethrows only an unreachable database. */
+  private async writeSplitting(batch: Entry<J>[]): Promise<void> {
+    try {
+      await this.opts.write(batch.map((e) => e.job));
+      for (const e of batch) e.resolve();
+    } catch (err) {
+      if (isDatabaseUnavailable(err)) throw err;
+      if (batch.length === 1) {
+        batch[0]!.reject(err);
+        return;
+      }
+      const half = Math.ceil(batch.length / 2);
+      await this.writeSplitting(batch.slice(0, half));
+      await this.writeSplitting(batch.slice(half));
+    }
+  }
+}

@@ -1,0 +1,124 @@
+import { sql, type SQL } from 'drizzle-orm';
+import { rowsOf, type Db } from '../db/client.ts';
+
+/**
+ * The usage_totals rows, read and written a whole batch at a time. Every
+ * writer (admission, stored responses, released and expired reservations,
+ * recovered responses) locks the rows it needs in one statement and in one
+ * global order (usageKey), so writers on several instances never deadlock,
+ * and a tenant's rows are locked once per batch rather than once per request.
+ */
+
+export interface UsageKey {
+  subjectType: 'user' | 'organization';
+  subjectId: string;
+  window: 'day' | 'month';
+  /** YYYY-MM-DD */
+  windowStart: string;
+}
+
+export interface UsageRow extends UsageKey {
+  inputTokens: number;
+  outputTokens: number;
+  totalTokens: number;
+  requests: number;
+  reservedTokens: number;
+}
+
+export const usageKey = (k: UsageKey) => `${k.subjectType}|${k.subjectId}|${k.window}|${k.windowStart}`;
+
+interface RawRow {
+  subject_type: UsageKey['subjectType'];
+  subject_id: string;
+  window: UsageKey['window'];
+  window_start: string | Date;
+  input_tokens: string | number;
+  output_tokens: string | number;
+  total_tokens: string | number;
+  requests: string | number;
+  reserved_tokens: string | number;
+}
+
+const dateOf = (v: string | Date) => (typeof v === 'string' ? v.slice(0, 10) : v.toISOString().slice(0, 10));
+
+/**
+ * Locks the rows of the given keys (creating the missing ones) in the global
+ * order and returns their current values, keyed by usageKey. Must run inside
+ * a transaction; the locks hold until it ends.
+ */
+export async function lockUsage(tx: Db, keys: UsageKey[]): Promise<Map<string, UsageRow>> {
+  const unique = [...new Map(keys.map((k) => [usageKey(k), k])).entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const out = new Map<string, UsageRow>();
+  if (unique.length === 0) return out;
+  const values = sql.join(
+    unique.map(([, k]) => sql`(${k.subjectType}, ${k.subjectId}::uuid, ${k.window}, ${k.windowStart}::date)`),
+    sql`, `,
+  );
+  // The no-op update takes the row lock of an existing row; rows are locked in the VALUES order.
+  const rows = rowsOf<RawRow>(
+    await tx.execute(sql`
+      insert into usage_totals (subject_type, subject_id, "window", window_start)
+      values ${values}
+      on conflict (subject_type, subject_id, "window", window_start) do update set requests = usage_totals.requests
+      returning subject_type, subject_id, "window", window_start, input_tokens, output_tokens, total_tokens, requests, reserved_tokens`),
+  );
+  for (const r of rows) {
+    const row: UsageRow = {
+      subjectType: r.subject_type,
+      subjectId: r.subject_id,
+      window: r.window,
+      windowStart: dateOf(r.window_start),
+      inputTokens: Number(r.input_tokens),
+      outputTokens: Number(r.output_tokens),
+      totalTokens: Number(r.total_tokens),
+      requests: Number(r.requests),
+      reservedTokens: Number(r.reserved_tokens),
+    };
+    out.set(usageKey(row), row);
+  }
+  return out;
+}
+
+/** Writes back the rows given (locked earlier in the same transaction by lockUsage). */
+export async function writeUsage(tx: Db, rows: UsageRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  const values: SQL = sql.join(
+    rows.map(
+      (r) =>
+        sql`(${r.subjectType}, ${r.subjectId}::uuid, ${r.window}, ${r.windowStart}::date, ${r.inputTokens}::bigint, ${r.outputTokens}::bigint, ${r.totalTokens}::bigint, ${r.requests}::int, ${Math.max(0, r.reservedTokens)}::bigint)`,
+    ),
+    sql`, `,
+  );
+  await tx.execute(sql`
+    update usage_totals u set
+      input_tokens = v.i, output_tokens = v.o, total_tokens = v.t, requests = v.r, reserved_tokens = v.res
+    from (values ${values}) as v(st, sid, w, ws, i, o, t, r, res)
+    where u.subject_type = v.st and u.subject_id = v.sid and u."window" = v.w and u.window_start = v.ws`);
+}
+
+/** What one finished response (or one given-back reservation) changes in one row. */
+export interface UsageDelta extends UsageKey {
+  inputTokens: number;
+  outputTokens: number;
+  totalTokens: number;
+  requests: number;
+  /** Negative: tokens of a reservation given back. */
+  reservedTokens: number;
+}
+
+/** Adds deltas to locked rows, in memory; returns the rows that changed. */
+export function applyDeltas(rows: Map<string, UsageRow>, deltas: UsageDelta[]): Set<string> {
+  const changed = new Set<string>();
+  for (const d of deltas) {
+    const key = usageKey(d);
+    const row = rows.get(key);
+    if (row === undefined) throw new Error(`usage row ${key} was not locked`);
+    row.inputTokens += d.inputTokens;
+    row.outputTokens += d.outputTokens;
+    row.totalTokens += d.totalTokens;
+    row.requests += d.requests;
+    row.reservedTokens = Math.max(0, row.reservedTokens + d.reservedTokens);
+    changed.add(key);
+  }
+  return changed;
+}

@@ -1,0 +1,211 @@
+import { eq, inArray, sql } from 'drizzle-orm';
+import { rowsOf, type Db } from '../db/client.ts';
+import { instances, responses } from '../db/schema.ts';
+import { applyDeltas, lockUsage, writeUsage } from '../limits/ledger.ts';
+import { claimReservations, usageDeltas } from '../limits/quota.ts';
+import { countTokens } from '../tokens.ts';
+import type { ResponseBuilder } from './builder.ts';
+import { outputTextOf, usageOf, type ResponseObject } from './object.ts';
+import { appendItems, type PendingState } from './writer.ts';
+
+/**
+ * Crash safety for responses in progress. Each instance
+ * - beats: its row in `instances` carries a heartbeat every `heartbeatMs`;
+ * - checkpoints: every `checkpointMs`, the output so far of each response it
+ *   is producing is written into the response's row (one statement for all),
+ *   so a crash loses at most that much text;
+ * - recovers: every few seconds it looks for responses left `in_progress` by
+ *   an instance whose heartbeat is older than `staleMs` (killed, crashed,
+ *   partitioned), and finalises them as `incomplete` with their checkpointed
+ *   output: the prompt and the delivered tokens are counted and the
+ *   reservation is given back, in one transaction. The row lock and the
+ *   status check make this exactly once, also against a late final write of
+ *   an instance that was only slow (responses/writer.ts counts only the rows
+ *   it ended itself).
+ * Heartbeat ages are compared on the database's clock, so instances with
+ * skewed clocks agree.
+ */
+
+export interface RecoveryOptions {
+  heartbeatMs: number;
+  staleMs: number;
+  checkpointMs: number;
+  onError(what: string, err: unknown): void;
+  onRecovered(count: number): void;
+}
+
+/** The reason recorded on a response whose instance died while producing it. */
+export const INTERRUPTED = 'interrupted';
+
+export class Recovery {
+  private readonly live = new Map<string, { builder: ResponseBuilder; saved: number }>();
+  private timers: NodeJS.Timeout[] = [];
+  private checkpointing = false;
+
+  constructor(
+    private readonly db: Db,
+    readonly instanceId: string,
+    private readonly opts: RecoveryOptions,
+  ) {}
+
+  async start(): Promise<void> {
+    await this.beat();
+    const every = (ms: number, fn: () => Promise<unknown>, what: string) => {
+      const t = setInterval(() => {
+        fn().catch((err: unknown) => this.opts.onError(what, err));
+      }, ms);
+      t.unref();
+      this.timers.push(t);
+    };
+    every(this.opts.heartbeatMs, () => this.beat(), 'heartbeat');
+    every(this.opts.checkpointMs, () => this.checkpoint(), 'checkpoint');
+    every(Math.max(1_000, Math.floor(this.opts.staleMs / 2)), () => this.sweep(), 'recovery');
+  }
+
+  /** Stops the timers; with `forget`, removes this instance's row (a clean exit: nothing of it is left in progress). */
+  async stop(forget: boolean): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    if (forget) await this.db.delete(instances).where(eq(instances.id, this.instanceId));
+  }
+
+  track(builder: ResponseBuilder): void {
+    this.live.set(builder.id, { builder, saved: 0 });
+  }
+
+  untrack(id: string): void {
+    this.live.delete(id);
+  }
+
+  private async beat(): Promise<void> {
+    await this.db.execute(sql`
+      insert into instances (id) values (${this.instanceId}::uuid)
+      on conflict (id) do update set heartbeat_at = now()`);
+  }
+
+  /** Writes the output so far of every tracked response whose text grew since its last checkpoint. */
+  async checkpoint(): Promise<number> {
+    if (this.checkpointing) return 0;
+    const due = [...this.live.values()].filter((l) => l.builder.status === 'in_progress' && l.builder.outputText.length > l.saved);
+    if (due.length === 0) return 0;
+    this.checkpointing = true;
+    try {
+      const rows = due.map((l) => ({ l, length: l.builder.outputText.length, body: l.builder.snapshot() }));
+      const values = sql.join(
+        rows.map((r) => sql`(${r.body.id}::uuid, ${JSON.stringify(r.body)}::jsonb, ${r.body.model})`),
+        sql`, `,
+      );
+      await this.db.execute(sql`
+        update responses set body = v.body, model = v.model
+        from (values ${values}) as v(id, body, model)
+        where responses.id = v.id and responses.status = 'in_progress'`);
+      for (const r of rows) r.l.saved = r.length;
+      return rows.length;
+    } finally {
+      this.checkpointing = false;
+    }
+  }
+
+  /** Finalises responses of dead instances; returns how many. */
+  async sweep(batch = 100): Promise<number> {
+    const count = await this.db.transaction(async (tx) => {
+      const orphans = rowsOf<{ id: string }>(
+        await tx.execute(sql`
+          select r.id from responses r
+          where r.status = 'in_progress'
+            and not exists (
+              select 1 from instances i
+              where i.id = r.instance_id and i.heartbeat_at > now() - make_interval(secs => ${this.opts.staleMs / 1000}))
+          order by r.id
+          limit ${batch}
+          for update of r skip locked`),
+      );
+      if (orphans.length === 0) return 0;
+      const rows = await tx
+        .select()
+        .from(responses)
+        .where(
+          inArray(
+            responses.id,
+            orphans.map((o) => o.id),
+          ),
+        );
+      await finalise(tx, rows);
+      return rows.length;
+    });
+    if (count > 0) this.opts.onRecovered(count);
+    await this.db.execute(sql`delete from instances where heartbeat_at < now() - interval '1 day'`);
+    return count;
+  }
+}
+
+type Row = typeof responses.$inferSelect;
+
+/** Ends orphaned rows as incomplete, with their checkpointed output, counting what they used. */
+async function finalise(tx: Db, rows: Row[]): Promise<void> {
+  const now = Date.now();
+  const ended = rows.map((row) => {
+    const pending = row.pending as PendingState | null;
+    const body = structuredClone(row.body as ResponseObject);
+    for (const item of body.output) if (item.status === 'in_progress') item.status = 'incomplete';
+    const text = outputTextOf(body.output);
+    const inputTokens = pending?.promptTokens ?? 0;
+    const outputTokens = countTokens(text);
+    const usage = usageOf(inputTokens, outputTokens);
+    Object.assign(body, {
+      status: 'incomplete',
+      completed_at: now,
+      output_text: text,
+      usage,
+      incomplete_details: { reason: INTERRUPTED },
+    });
+    return { row, pending, body, usage, text };
+  });
+
+  const claimed = await claimReservations(
+    tx,
+    ended.map((e) => e.pending?.reservationId).filter((id): id is string => typeof id === 'string'),
+  );
+  const deltas = ended.flatMap((e) =>
+    e.pending === null
+      ? []
+      : usageDeltas(
+          { userId: e.row.userId, organizationId: e.row.organizationId },
+          e.pending.windows,
+          { inputTokens: e.usage.input_tokens, outputTokens: e.usage.output_tokens, totalTokens: e.usage.total_tokens },
+          e.pending.reservationId === null ? null : claimed.get(e.pending.reservationId) ?? null,
+        ),
+  );
+  const usageRows = await lockUsage(tx, deltas);
+  await writeUsage(tx, [...applyDeltas(usageRows, deltas)].map((k) => usageRows.get(k)!));
+
+  for (const e of ended) {
+    await tx
+      .update(responses)
+      .set({
+        status: 'incomplete',
+        inputTokens: e.usage.input_tokens,
+        outputTokens: e.usage.output_tokens,
+        totalTokens: e.usage.total_tokens,
+        completedAt: new Date(now),
+        durationMs: now - e.row.createdAt.getTime(),
+        body: e.body,
+        instanceId: null,
+        pending: null,
+      })
+      .where(eq(responses.id, e.row.id));
+  }
+  await appendItems(
+    tx,
+    ended
+      .filter((e) => e.row.conversationId !== null)
+      .map((e) => ({
+        conversationId: e.row.conversationId!,
+        responseId: e.row.id,
+        items: [
+          ...(e.pending?.input ?? []),
+          ...(e.text === '' ? [] : [{ role: 'assistant', content: [{ type: 'output_text', text: e.text }], tokens: e.usage.output_tokens }]),
+        ],
+      })),
+  );
+}
