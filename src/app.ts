@@ -9,6 +9,7 @@ import type { Config } from './config.ts';
 import type { Database } from './db/client.ts';
 import { errorsPlugin, sendError, toApiError } from './http/errors.ts';
 import { healthRoutes } from './http/health.ts';
+import { logSerializers } from './http/log.ts';
 import { openapiPlugin } from './http/openapi.ts';
 import { createProviders } from './providers/registry.ts';
 import { releaseExpired } from './limits/quota.ts';
@@ -46,6 +47,8 @@ function trustProxy(value: Config['trustProxy']) {
 export function loggerOptions(config: Config) {
   return {
     level: config.logLevel,
+    // Errors, URLs and request ids are scrubbed: no query value, prompt, answer or key reaches the log.
+    serializers: logSerializers,
     // Keys and cookies never reach the log, whatever a serializer or a child logger adds.
     redact: {
       paths: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]', 'headers.authorization'],
