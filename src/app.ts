@@ -109,6 +109,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   );
   const writer = new ResponseWriter(database.db, {
     onRetry: (err, attempt, jobs) => app.log.warn({ error: (err as Error).message, attempt, jobs }, 'database unavailable; retrying the write of finished responses'),
+    onBare: (record, err) =>
+      app.log.error({ err, response_id: record.responseId, user_id: record.userId, usage: record.usage }, 'could not store the response; stored without its content, usage counted'),
   });
   const recovery = new Recovery(database.db, randomUUID(), {
     ...config.recovery,

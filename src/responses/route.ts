@@ -53,9 +53,6 @@ function terminalError(seq: number, type: string, code: string, message: string)
   return { type: 'error', sequence_number: seq, code, message, param: null, error };
 }
 
-/** The stored failure that stands in for a terminal event when the response could not be stored in time. */
-const storageFailed = (seq: number) => terminalError(seq, 'server_error', 'storage_unavailable', 'the response could not be stored yet; it is kept and retried');
-
 const SHUTTING_DOWN = 'the server is shutting down; the partial answer is kept';
 
 /** The error behind an abort at the end of the shutdown grace period. */
@@ -100,17 +97,35 @@ function healthOutcome(attempt: Attempt) {
   return { type: 'success' as const, latencyMs: (b.firstTokenAt ?? b.completedAt ?? Date.now()) - attempt.startedAt };
 }
 
-/** Waits for `promise` at most `ms`; false when the time ran out first (the promise goes on). */
-async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+/** What became of a finished response's write, as far as its client is concerned. */
+type Stored = 'stored' | 'bare' | 'late' | 'failed';
+
+/** Waits for the write at most `ms`; `late` when the time ran out first (the write goes on). */
+async function within(promise: Promise<'stored' | 'bare'>, ms: number): Promise<Stored> {
   let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
+  const late = new Promise<'late'>((resolve) => {
+    timer = setTimeout(() => resolve('late'), ms);
   });
   try {
-    return await Promise.race([promise.then(() => true), late]);
+    return await Promise.race([promise.catch(() => 'failed' as const), late]);
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** The terminal event that replaces `response.completed` when the response was not stored as it is. */
+function notStored(how: Stored, seq: number): ResponseEvent {
+  if (how === 'late') return terminalError(seq, 'server_error', 'storage_unavailable', 'the database is unavailable: the response is kept and will be stored when it is back');
+  return terminalError(seq, 'server_error', 'storage_failed', 'the response could not be stored');
+}
+
+function notStoredError(how: Stored): ApiError {
+  if (how === 'late') {
+    return new ApiError(503, 'server_error', 'storage_unavailable', 'the database is unavailable: the response is kept and will be stored when it is back', null, {
+      'retry-after': '1',
+    });
+  }
+  return new ApiError(500, 'server_error', 'storage_failed', 'the response could not be stored');
 }
 
 export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async (app, opts) => {
@@ -198,11 +213,11 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
       b.incompleteReason = null;
       b.error = { code: 'server_shutting_down', message: SHUTTING_DOWN };
     };
-    const store = async (attempt: Attempt): Promise<boolean> => {
+    const store = async (attempt: Attempt): Promise<Stored> => {
       markShutdown(attempt);
       const saving = writer.finish(finishRecord(attempt, principal, request, reservation));
       saving.catch((err: unknown) =>
-        req.log.error({ err, response_id: attempt.builder.id, usage: attempt.builder.usage }, 'could not store a response; its usage is not counted'),
+        req.log.error({ err, response_id: attempt.builder.id, usage: attempt.builder.usage }, 'could not store the response; its usage is not counted'),
       );
       return within(saving, opts.storeWaitMs);
     };
@@ -224,7 +239,7 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
 
     const { attempt, events } = outcome;
     recovery.track(attempt.builder);
-    let stored: Promise<boolean> | undefined;
+    let stored: Promise<Stored> | undefined;
     const storeOnce = () => (stored ??= store(attempt));
     const finish = () => {
       opts.shutdown.removeEventListener('abort', onShutdown);
@@ -241,12 +256,15 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
       try {
         const written = await writeEvents(reply.raw, events, {
           keepAliveMs: opts.keepAliveMs,
-          beforeTerminal: async (event) => ((await storeOnce()) ? event : storageFailed(event.sequence_number)),
+          beforeTerminal: async (event) => {
+            const how = await storeOnce();
+            return how === 'stored' ? event : notStored(how, event.sequence_number);
+          },
         });
         if (!written.terminal && stoppedByShutdown()) {
           // The stream was cut by the shutdown: it still ends with a terminal event, after the response is stored.
-          const ok = await storeOnce();
-          const event = ok ? terminalError(written.nextSeq, 'server_error', 'server_shutting_down', SHUTTING_DOWN) : storageFailed(written.nextSeq);
+          const how = await storeOnce();
+          const event = how === 'stored' ? terminalError(written.nextSeq, 'server_error', 'server_shutting_down', SHUTTING_DOWN) : notStored(how, written.nextSeq);
           await endWith(reply.raw, event);
         } else {
           await storeOnce(); // a stream the client left has no terminal event; a failure was logged
@@ -267,12 +285,12 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     } finally {
       finish();
     }
-    const ok = await storeOnce();
+    const how = await storeOnce();
     if (doc === null) {
       if (!stoppedByShutdown()) return reply.hijack();
       throw new ApiError(503, 'server_error', 'server_shutting_down', SHUTTING_DOWN, null, { 'retry-after': '1' });
     }
-    if (!ok) throw new ApiError(503, 'server_error', 'storage_unavailable', 'the response could not be stored yet; it is kept and retried', null, { 'retry-after': '1' });
+    if (how !== 'stored') throw notStoredError(how);
     return reply.send(doc);
   }
 

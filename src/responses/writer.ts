@@ -1,6 +1,7 @@
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import { rowsOf, type Db } from '../db/client.ts';
 import { Batcher } from '../db/batcher.ts';
+import { isDatabaseUnavailable } from '../db/errors.ts';
 import { conversationItems, conversations, reservations, responses } from '../db/schema.ts';
 import { applyDeltas, lockUsage, writeUsage, type UsageDelta } from '../limits/ledger.ts';
 import {
@@ -278,12 +279,27 @@ function unlimited(start: StartRecord): Reservation {
 export interface ResponseWriterOptions {
   maxBatch?: number;
   onRetry?(err: unknown, attempt: number, jobs: number): void;
+  /** A finished response whose content the database refused; only its facts and usage are stored. */
+  onBare?(record: FinishRecord, err: unknown): void;
+}
+
+/** A finished response without any text of the client's or the model's: what is stored when the content is refused. */
+function bare(record: FinishRecord): FinishRecord {
+  const error = { code: 'storage_failed', message: 'the response content could not be stored' };
+  return {
+    ...record,
+    status: 'failed',
+    items: [],
+    body: { ...record.body, status: 'failed', output: [], output_text: '', metadata: {}, instructions: null, error },
+  };
 }
 
 export class ResponseWriter {
   private readonly batcher: Batcher<Job>;
+  private readonly onBare: ResponseWriterOptions['onBare'];
 
   constructor(db: Db, opts: ResponseWriterOptions = {}) {
+    this.onBare = opts.onBare;
     this.batcher = new Batcher<Job>({
       write: (jobs) => db.transaction((tx) => writeBatch(tx, jobs)),
       maxBatch: opts.maxBatch ?? 256,
@@ -300,11 +316,21 @@ export class ResponseWriter {
     return job.result!;
   }
 
-  /** Stores a finished response; resolves with whether this write counted its usage (false: recovered elsewhere first). */
-  async finish(record: FinishRecord): Promise<boolean> {
-    const job: Job = { kind: 'finish', record };
-    await this.batcher.add(job);
-    return job.counted === true;
+  /**
+   * Stores a finished response. `stored`: as it is; `bare`: its content could
+   * not be stored (the database refused it), so only its facts were: status
+   * failed, no output, and its usage, which is always counted.
+   */
+  async finish(record: FinishRecord): Promise<'stored' | 'bare'> {
+    try {
+      await this.batcher.add({ kind: 'finish', record });
+      return 'stored';
+    } catch (err) {
+      if (isDatabaseUnavailable(err)) throw err;
+      this.onBare?.(record, err);
+      await this.batcher.add({ kind: 'finish', record: bare(record) });
+      return 'bare';
+    }
   }
 
   async release(record: ReleaseRecord): Promise<void> {
