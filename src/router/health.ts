@@ -28,6 +28,7 @@ export interface ModelHealth {
   cooldownMs: number;
   /** Resting after a 429 until then (ms on the table's clock); 0 when not. */
   coolUntil: number;
+  /** Upstream 429s seen; they count apart from failures. */
   rateLimited: number;
   probing: boolean;
   inFlight: number;
