@@ -80,7 +80,7 @@ models:
 
   it('reads providers and models in the documented shape, YAML or JSON, with the key from the environment', () => {
     const yaml = loadConfig({ EUGPT_CONFIG: fileWith('c.yaml', issueYaml), LOCAL_API_KEY: 'sk-1' }).catalog;
-    expect(yaml.providers[0]).toMatchObject({ id: 'local', apiKey: 'sk-1', timeouts: { connect_ms: 10_000 }, max_connections: 64 });
+    expect(yaml.providers[0]).toMatchObject({ id: 'local', apiKey: 'sk-1', timeouts: { connect_ms: 10_000 }, max_connections: 512 });
     expect(yaml.models[0]).toMatchObject({ id: 'llama-small', upstream_model: 'llama3.2:3b', enabled: true, price: { input: 0.1, output: 0.3 } });
     const json = loadConfig({ EUGPT_CONFIG: fileWith('c.json', JSON.stringify(parseYaml(issueYaml))), LOCAL_API_KEY: 'sk-1' });
     expect(json.catalog).toEqual(yaml);

@@ -5,12 +5,12 @@ import { startFakeUpstream, type FakeUpstream } from './helpers/fake-openai.ts';
 import { startServer, writeConfigFile, type TestServer } from './helpers/harness.ts';
 
 /** Two providers: `primary` is cheaper, so it is picked first; `backup` is the fallback. */
-async function twoUpstreams(router: Record<string, unknown> = {}, now?: () => number) {
+async function twoUpstreams(router: Record<string, unknown> = {}, now?: () => number, primary: Record<string, unknown> = {}) {
   const a = await startFakeUpstream({ chunks: ['from', ' primary'] });
   const b = await startFakeUpstream({ chunks: ['from', ' backup'] });
   const config = writeConfigFile({
     providers: [
-      { id: 'a', type: 'openai-compatible', base_url: a.url, timeouts: { first_byte_ms: 300 } },
+      { id: 'a', type: 'openai-compatible', base_url: a.url, timeouts: { first_byte_ms: 300 }, ...primary },
       { id: 'b', type: 'openai-compatible', base_url: b.url },
     ],
     models: [
@@ -29,8 +29,12 @@ afterEach(async () => {
   cleanup = [];
 });
 
-async function setup(router: Record<string, unknown> = {}, now?: () => number): Promise<{ a: FakeUpstream; b: FakeUpstream; server: TestServer; client: OpenAI }> {
-  const s = await twoUpstreams(router, now);
+async function setup(
+  router: Record<string, unknown> = {},
+  now?: () => number,
+  primary: Record<string, unknown> = {},
+): Promise<{ a: FakeUpstream; b: FakeUpstream; server: TestServer; client: OpenAI }> {
+  const s = await twoUpstreams(router, now, primary);
   cleanup.push(() => s.server.close(), () => s.a.close(), () => s.b.close());
   return { ...s, client: new OpenAI({ apiKey: s.server.tenant.key, baseURL: `${s.server.origin}/v1`, maxRetries: 0 }) };
 }
@@ -127,6 +131,77 @@ describe('the breaker', () => {
     const after = await server.app.inject({ method: 'GET', url: '/readyz' });
     expect(after.json().routing.primary).toMatchObject({ state: 'closed', consecutiveFailures: 0 });
     expect(b.requests.length).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe('an upstream 429', () => {
+  it('rests the model for its retry-after without counting a failure, then routes to it again', async () => {
+    let now = Date.now();
+    const { a, b, server, client } = await setup({}, () => now);
+    a.queue.push({ status: 429, headers: { 'retry-after': '2' } });
+    expect((await streamTypes(client)).at(-1)!.response!.model).toBe('backup');
+    const resting = (await server.app.inject({ method: 'GET', url: '/readyz' })).json().routing.primary;
+    expect(resting).toMatchObject({ state: 'closed', failures: 0, consecutiveFailures: 0, rateLimited: 1 });
+
+    // Resting: the primary is not tried while the backup can answer.
+    now += 1999;
+    expect((await streamTypes(client)).at(-1)!.response!.model).toBe('backup');
+    expect(a.requests).toHaveLength(1);
+
+    now += 1;
+    expect((await streamTypes(client)).at(-1)!.response!.model).toBe('primary');
+    expect(a.requests).toHaveLength(2);
+    expect(b.requests).toHaveLength(2);
+  });
+
+  it('rests the model for the default when the upstream gives no retry-after', async () => {
+    let now = Date.now();
+    const { a, client } = await setup({ breaker: { failures: 2, cooldown_ms: 5000, rate_limit_cooldown_ms: 3000 } }, () => now);
+    a.queue.push({ status: 429 });
+    await streamTypes(client);
+    now += 2999;
+    expect((await streamTypes(client)).at(-1)!.response!.model).toBe('backup');
+    now += 1;
+    expect((await streamTypes(client)).at(-1)!.response!.model).toBe('primary');
+  });
+
+  it('fails open to the model back soonest when both are resting', async () => {
+    let now = Date.now();
+    const { a, b, server, client } = await setup({}, () => now);
+    a.queue.push({ status: 429, headers: { 'retry-after': '30' } });
+    b.queue.push({ status: 429, headers: { 'retry-after': '10' } });
+    const failed = await server.app.inject({ method: 'POST', url: '/v1/responses', headers: bearer(server.tenant.key), payload: { input: 'Hi', stream: false } });
+    expect(failed.statusCode).toBe(502);
+    // Both rest; the backup is back first, so it gets the request rather than a refusal.
+    now += 1000;
+    expect((await streamTypes(client)).at(-1)!.response!.model).toBe('backup');
+    expect(a.requests).toHaveLength(1);
+    expect(b.requests).toHaveLength(2);
+  });
+});
+
+describe('a primary whose connections are all busy', () => {
+  it('sends the request to the backup once the wait for a connection passes its bound', async () => {
+    const { a, b, server, client } = await setup({}, undefined, { max_connections: 1, queue_timeout_ms: 50 });
+    let release!: () => void;
+    a.queue.push({ chunks: ['held', ' open'], hold: new Promise<void>((r) => (release = r)) });
+    const stream = await client.responses.create({ model: 'auto', input: 'Hi', stream: true });
+    const iterator = stream[Symbol.asyncIterator]();
+    // Read up to the first delta: the primary now holds its only connection.
+    let event = await iterator.next();
+    while (!event.done && event.value.type !== 'response.output_text.delta') event = await iterator.next();
+    expect(event.done).toBe(false);
+
+    const res = await server.app.inject({ method: 'POST', url: '/v1/responses', headers: bearer(server.tenant.key), payload: { input: 'Hi', stream: false } });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['x-eugpt-model']).toBe('backup');
+    expect(a.requests).toHaveLength(1);
+    expect(b.requests).toHaveLength(1);
+
+    release();
+    while (!event.done) event = await iterator.next();
+    const ready = (await server.app.inject({ method: 'GET', url: '/readyz' })).json().routing.primary;
+    expect(ready).toMatchObject({ state: 'closed', failures: 0, successes: 1 });
   });
 });
 

@@ -59,7 +59,7 @@ const model = (id: string, over: Partial<ModelConfig> = {}): ModelConfig =>
 
 const catalogOf = (...models: ModelConfig[]): Catalog => ({ providers: [], models, router: settings });
 
-const allHealthy: HealthView = { available: () => true, latencyMs: () => undefined, saturated: () => false };
+const allHealthy: HealthView = { available: () => true, readyAt: () => 0, latencyMs: () => undefined, saturated: () => false };
 
 const catalog = catalogOf(
   model('small', { categories: ['fast', 'general'], context_window: 8192, max_output_tokens: 2048, price: { input: 0.1, output: 0.3 } }),
@@ -90,11 +90,32 @@ describe('pick', () => {
     expect(d.model !== null && d.fallbacks.map((m) => m.id)).toEqual(['small', 'mid', 'long']);
   });
 
-  it('never picks a disabled model, an unhealthy one, or one whose provider is full', () => {
+  it('never picks a disabled model, an unhealthy one, or one whose provider is full, while a healthy one fits', () => {
     const sick: HealthView = { ...allHealthy, available: (id) => id !== 'small' };
-    expect(pick(features(), catalog, sick).model?.id).toBe('mid');
-    const full: HealthView = { ...allHealthy, saturated: () => true };
-    expect(pick(features(), catalog, full)).toMatchObject({ model: null, why: 'none_available' });
+    expect(pick(features(), catalog, sick)).toMatchObject({ model: { id: 'mid' }, failOpen: false });
+    const fullButMid: HealthView = { ...allHealthy, saturated: () => true };
+    const onlyMidFree = catalogOf(...catalog.models.map((m) => ({ ...m, provider: m.id === 'mid' ? 'q' : 'p' })));
+    expect(pick(features(), onlyMidFree, { ...fullButMid, saturated: (p) => p === 'p' })).toMatchObject({ model: { id: 'mid' }, failOpen: false });
+  });
+
+  // Every capable model is out: fail open, the one back soonest first, never `none_available`.
+  const out = (readyAt: Record<string, number>, saturated: string[] = []): HealthView => ({
+    available: (id) => readyAt[id] === 0 && !saturated.includes(id),
+    readyAt: (id) => readyAt[id] ?? 0,
+    latencyMs: () => undefined,
+    saturated: (p) => saturated.includes(p),
+  });
+  const perModel = catalogOf(...catalog.models.map((m) => ({ ...m, provider: m.id })));
+  it.each([
+    ['all breakers open: the soonest cooldown end', out({ small: 9_000, mid: 5_000, thinker: 7_000, long: 6_000 }), ['mid', 'long', 'thinker', 'small']],
+    ['a tie on the end: the usual order (cost)', out({ small: 5_000, mid: 5_000, thinker: 7_000, long: 5_000 }), ['small', 'mid', 'long', 'thinker']],
+    ['open and full mixed: a full provider counts as back now', out({ small: 9_000, mid: 0, thinker: 7_000, long: 6_000 }, ['mid']), ['mid', 'long', 'thinker', 'small']],
+    ['every provider full: the usual order', out({ small: 0, mid: 0, thinker: 0, long: 0 }, ['small', 'mid', 'thinker', 'long']), ['small', 'mid', 'long', 'thinker']],
+  ])('fails open when %s', (_name, health, order) => {
+    const d = pick(features({ promptTokens: 1000, requiredTokens: 1000, inputText: 'Tell me about Ghent.' }), perModel, health);
+    expect(d.model).not.toBeNull();
+    expect(d.model !== null && [d.model.id, ...d.fallbacks.map((m) => m.id)]).toEqual(order);
+    expect(d).toMatchObject({ failOpen: true, reason: expect.stringContaining('back soonest') });
   });
 
   it('goes to the nearest stronger category when its own has no healthy model', () => {
@@ -118,7 +139,7 @@ describe('pick', () => {
 });
 
 describe('the circuit breaker', () => {
-  const breaker = { failures: 3, cooldown_ms: 30_000, max_cooldown_ms: 120_000 };
+  const breaker = { failures: 3, cooldown_ms: 30_000, max_cooldown_ms: 120_000, rate_limit_cooldown_ms: 5_000, max_rate_limit_cooldown_ms: 60_000 };
 
   it('opens after consecutive failures, cools down, lets one probe through, and closes on success', () => {
     let now = 0;
@@ -171,6 +192,81 @@ describe('the circuit breaker', () => {
     t.release('a', 'p', { type: 'neutral' });
     expect(t.acquire('a', 'p')).toBe(true);
     expect(t.report().a).toMatchObject({ failures: 0, successes: 0 });
+  });
+});
+
+describe('requests at fault, rate limits and failing open', () => {
+  const breaker = { failures: 3, cooldown_ms: 30_000, max_cooldown_ms: 120_000, rate_limit_cooldown_ms: 5_000, max_rate_limit_cooldown_ms: 60_000 };
+
+  it('never opens the breaker for neutral outcomes, however many', () => {
+    const t = new HealthTable(breaker, new Map());
+    for (let i = 0; i < 10; i++) {
+      expect(t.acquire('m', 'p')).toBe(true);
+      t.release('m', 'p', { type: 'neutral' });
+    }
+    expect(t.report().m).toMatchObject({ state: 'closed', failures: 0, consecutiveFailures: 0 });
+    expect(t.routingState()).toEqual({ state: 'ok', open: [], cooling: [] });
+  });
+
+  it('rests a model for its retry-after after a 429, without counting a failure, then routes to it again', () => {
+    let now = 0;
+    const t = new HealthTable(breaker, new Map(), () => now);
+    t.acquire('m', 'p');
+    t.release('m', 'p', { type: 'failure', timeout: false });
+    t.acquire('m', 'p');
+    t.release('m', 'p', { type: 'rate_limited', retryAfterMs: 2_000 });
+    expect(t.available('m')).toBe(false);
+    expect(t.readyAt('m')).toBe(2_000);
+    expect(t.report().m).toMatchObject({ state: 'closed', failures: 1, consecutiveFailures: 1, rateLimited: 1 });
+    expect(t.routingState()).toEqual({ state: 'degraded', open: [], cooling: ['m'] });
+    now = 1_999;
+    expect(t.acquire('m', 'p')).toBe(false);
+    now = 2_000;
+    expect(t.available('m')).toBe(true);
+    expect(t.readyAt('m')).toBe(0);
+    expect(t.routingState()).toEqual({ state: 'ok', open: [], cooling: [] });
+  });
+
+  it.each([
+    ['no retry-after: the default rest', undefined, 5_000],
+    ['a retry-after over the bound: the bound', 3_600_000, 60_000],
+    ['retry-after 0: no rest', 0, 0],
+  ])('rests %s', (_name, retryAfterMs, rest) => {
+    const now = 1_000;
+    const t = new HealthTable(breaker, new Map(), () => now);
+    t.acquire('m', 'p');
+    t.release('m', 'p', { type: 'rate_limited', retryAfterMs });
+    expect(t.report().m!.coolUntil).toBe(now + rest);
+  });
+
+  it('lets a forced attempt through an open breaker, and a success closes it', () => {
+    let now = 0;
+    const t = new HealthTable(breaker, new Map(), () => now);
+    for (let i = 0; i < 3; i++) {
+      t.acquire('m', 'p');
+      t.release('m', 'p', { type: 'failure', timeout: false });
+    }
+    now = 1_000;
+    expect(t.routingState()).toEqual({ state: 'degraded', open: ['m'], cooling: [] });
+    expect(t.readyAt('m')).toBe(30_000);
+    expect(t.acquire('m', 'p')).toBe(false);
+    expect(t.acquire('m', 'p', { force: true })).toBe(true);
+    t.release('m', 'p', { type: 'success', latencyMs: 50 });
+    expect(t.report().m).toMatchObject({ state: 'closed', consecutiveFailures: 0 });
+    expect(t.routingState().state).toBe('ok');
+  });
+
+  it('keeps an open breaker open when a forced attempt fails, without pushing its cooldown', () => {
+    let now = 0;
+    const t = new HealthTable(breaker, new Map(), () => now);
+    for (let i = 0; i < 3; i++) {
+      t.acquire('m', 'p');
+      t.release('m', 'p', { type: 'failure', timeout: false });
+    }
+    now = 1_000;
+    t.acquire('m', 'p', { force: true });
+    t.release('m', 'p', { type: 'failure', timeout: false });
+    expect(t.report().m).toMatchObject({ state: 'open', openUntil: 30_000, failures: 4 });
   });
 });
 

@@ -17,6 +17,14 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
 
 const checks = z.record(z.string(), z.string()).describe('Each dependency and its state');
 
+const routingState = z
+  .object({
+    state: z.enum(['ok', 'degraded']).describe('degraded: some model is resting (breaker open, or cooling down after a 429); requests still route'),
+    open: z.array(z.string()),
+    cooling: z.array(z.string()),
+  })
+  .describe('The router at a glance');
+
 /** `/healthz`: the process is alive. `/readyz`: it can serve (database reachable, a model configured), else 503 saying why. */
 export const healthRoutes: FastifyPluginAsyncZod<{ database: Database; catalog: Catalog; health: HealthTable }> = async (app, { database, catalog, health }) => {
   const models = !hasEnabledModel(catalog) ? 'none configured: add providers and models to the EUGPT_CONFIG file' : 'ok';
@@ -34,8 +42,13 @@ export const healthRoutes: FastifyPluginAsyncZod<{ database: Database; catalog: 
         tags: ['health'],
         summary: 'Readiness: the database answers and a model is configured',
         response: {
-          200: z.object({ status: z.literal('ready'), checks, routing: z.record(z.string(), z.unknown()).describe('Per-model health: breaker state, failures, latency') }),
-          503: z.object({ error: z.any(), detail: z.string(), checks, routing: z.record(z.string(), z.unknown()) }),
+          200: z.object({
+            status: z.literal('ready'),
+            checks,
+            routing_state: routingState,
+            routing: z.record(z.string(), z.unknown()).describe('Per-model health: breaker state, failures, latency'),
+          }),
+          503: z.object({ error: z.any(), detail: z.string(), checks, routing_state: routingState, routing: z.record(z.string(), z.unknown()) }),
         },
       },
     },
@@ -48,12 +61,14 @@ export const healthRoutes: FastifyPluginAsyncZod<{ database: Database; catalog: 
         dbState = `unreachable: ${(err as Error).message}`.slice(0, 200);
         req.log.warn({ reason: dbState }, 'readiness check failed: database');
       }
-      const checks = { database: dbState, models };
+      // Open breakers make routing degraded, never the instance unready: requests still go somewhere (fail open).
+      const routing_state = health.routingState();
+      const checks = { database: dbState, models, routing: routing_state.state };
       const routing = health.report();
-      if (dbState === 'ok' && models === 'ok') return { status: 'ready' as const, checks, routing };
+      if (dbState === 'ok' && models === 'ok') return { status: 'ready' as const, checks, routing_state, routing };
       const why = [dbState === 'ok' ? null : 'the database is not reachable', models === 'ok' ? null : 'no model is configured'];
       const body: ErrorBody = new ApiError(503, 'server_error', 'not_ready', why.filter(Boolean).join('; ')).toBody();
-      return reply.status(503).send({ ...body, checks, routing });
+      return reply.status(503).send({ ...body, checks, routing_state, routing });
     },
   );
 };

@@ -81,7 +81,7 @@ export function createAnthropicProvider(config: ProviderConfig): Provider {
 
   return {
     async *stream(request) {
-      const call = await http.post(path, headers, messagesBody(request), request.signal);
+      const call = await http.post(path, headers, messagesBody(request), request.signal, request.onSent);
       let input = 0;
       let cached = 0;
       for await (const { data } of jsonEvents(call)) {

@@ -1,8 +1,9 @@
 import { errors, Pool } from 'undici';
 import type { Dispatcher } from 'undici';
 import type { ProviderConfig } from '../router/catalog.ts';
+import { ConnectionGate } from './gate.ts';
 import { readSse } from './sse.ts';
-import { UpstreamError } from './types.ts';
+import { parseRetryAfter, UpstreamError } from './types.ts';
 
 /** How much of an upstream error body is kept for the log. */
 const ERROR_BODY_LOG_BYTES = 2048;
@@ -11,7 +12,7 @@ export interface UpstreamCall {
   body: Dispatcher.ResponseData['body'];
   /** Call when the first streamed event arrived: stops the first-byte timer. */
   firstEvent(): void;
-  /** Clears the timers and the abort listener. */
+  /** Clears the timers and the abort listener, and gives the connection back. */
   done(): void;
   /** Maps an error thrown while calling or reading to what happened (client abort, timeout, connect…). */
   explain(err: unknown): unknown;
@@ -20,12 +21,16 @@ export interface UpstreamCall {
 /**
  * One keep-alive pool per provider, and the timeouts of issue 3: connect,
  * first byte (to the first streamed event), idle between chunks, total.
+ * The gate in front of the pool lets no more calls through than the pool has
+ * connections, so no call ever waits unseen inside undici.
  */
 export class UpstreamHttp {
   private readonly pool: Pool;
+  readonly gate: ConnectionGate;
 
   constructor(private readonly provider: ProviderConfig) {
     const origin = new URL(provider.base_url).origin;
+    this.gate = new ConnectionGate(provider.max_connections, provider.queue_timeout_ms);
     this.pool = new Pool(origin, {
       connections: provider.max_connections,
       connect: { timeout: provider.timeouts.connect_ms },
@@ -40,7 +45,13 @@ export class UpstreamHttp {
     return `${base.pathname.replace(/\/+$/, '')}/${suffix}${base.search}`;
   }
 
-  async post(path: string, headers: Record<string, string>, body: string, signal: AbortSignal): Promise<UpstreamCall> {
+  /**
+   * Sends one call once a connection is free (see ConnectionGate); `onSent`
+   * hears when it left the queue, the moment the model's latency counts from.
+   */
+  async post(path: string, headers: Record<string, string>, body: string, signal: AbortSignal, onSent?: () => void): Promise<UpstreamCall> {
+    const slot = await this.gate.enter(signal);
+    onSent?.();
     const t = this.provider.timeouts;
     const controller = new AbortController();
     let reason: 'client' | 'first_byte' | 'total' | undefined;
@@ -57,6 +68,7 @@ export class UpstreamHttp {
       clearTimeout(firstByte);
       clearTimeout(total);
       signal.removeEventListener('abort', onClientAbort);
+      slot.release();
     };
     const explain = (err: unknown): unknown => {
       if (reason === 'client') return signal.reason ?? err;
@@ -89,7 +101,8 @@ export class UpstreamHttp {
     if (res.statusCode < 200 || res.statusCode >= 300) {
       const excerpt = await readExcerpt(res.body).catch(() => '');
       done();
-      throw new UpstreamError('status', `upstream answered HTTP ${res.statusCode}`, res.statusCode, excerpt);
+      const retryAfter = res.statusCode === 429 || res.statusCode === 503 ? parseRetryAfter(res.headers['retry-after']) : undefined;
+      throw new UpstreamError('status', `upstream answered HTTP ${res.statusCode}`, res.statusCode, excerpt, retryAfter);
     }
     return {
       body: res.body,

@@ -88,7 +88,7 @@ export function createOpenAICompatibleProvider(config: ProviderConfig): Provider
 
   return {
     async *stream(request) {
-      const call = await http.post(path, headers, chatBody(request), request.signal);
+      const call = await http.post(path, headers, chatBody(request), request.signal, request.onSent);
       let finished = false;
       for await (const { data } of jsonEvents(call)) {
         if (data === DONE) return;

@@ -22,6 +22,8 @@ export interface ChatRequest {
   responseFormat?: ResponseFormat | undefined;
   /** Aborts the upstream call: the client went away, or the server is giving up. */
   signal: AbortSignal;
+  /** Called when the call got a connection and was sent: waiting before that is not the model's latency. */
+  onSent?: (() => void) | undefined;
 }
 
 export interface UpstreamUsage {
@@ -44,7 +46,18 @@ export interface Provider {
   close(): Promise<void>;
 }
 
-export type UpstreamErrorKind = 'connect' | 'timeout' | 'status' | 'protocol';
+/**
+ * `saturated`: every connection to the provider stayed busy past its queue
+ * timeout, so the request was never sent.
+ */
+export type UpstreamErrorKind = 'connect' | 'timeout' | 'status' | 'protocol' | 'saturated';
+
+/** Statuses that say the request itself was at fault, not the model server. */
+const REQUEST_FAULT_STATUSES = new Set([400, 404, 413, 422]);
+
+/** How upstreams word "the prompt does not fit", whatever status (or stream error event) they send it with. */
+const CONTEXT_TOO_LONG =
+  /context[ _-]?(length|window)|maximum context|prompt is too long|input is too long|too many (input |prompt )?tokens|exceeds? the (model'?s )?(maximum|max|context)/i;
 
 /**
  * An upstream failure. The message is for the log; clients only ever see the
@@ -59,12 +72,41 @@ export class UpstreamError extends Error {
     readonly status?: number,
     /** The start of the upstream's error body: logged at debug level only, since upstreams may echo the prompt. */
     readonly detail?: string,
+    /** How long the upstream (its `retry-after`) or our own queue asks us to wait, in ms. */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
   }
 
   /** Worth trying another model: nothing reached the client and the fault may be the upstream's alone. */
   get retryable(): boolean {
+    if (this.kind === 'saturated') return true;
     return this.kind !== 'status' || this.status === 429 || (this.status !== undefined && this.status >= 500);
   }
+
+  /**
+   * The request caused it (malformed, too large, an unknown model name, a
+   * prompt over the window): the model server is fine and its breaker must
+   * not hear of it, or one client's bad requests would cut every tenant off.
+   */
+  get requestFault(): boolean {
+    if (this.kind === 'status' && this.status !== undefined && REQUEST_FAULT_STATUSES.has(this.status)) return true;
+    if (this.kind !== 'status' && this.kind !== 'protocol') return false;
+    return CONTEXT_TOO_LONG.test(`${this.message} ${this.detail ?? ''}`);
+  }
+}
+
+/**
+ * A `retry-after` header value (delay-seconds or an HTTP date) in ms from
+ * `now`; undefined when absent or unreadable. Never negative.
+ */
+export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
+  const text = (Array.isArray(value) ? value[0] : value)?.trim();
+  if (text === undefined || text === '') return undefined;
+  if (/^\d+(\.\d+)?$/.test(text)) return Math.round(Number(text) * 1000);
+  // Date.parse reads bare numbers such as "-5" as years; an HTTP date always names its day and month.
+  if (!/[A-Za-z]/.test(text)) return undefined;
+  const date = Date.parse(text);
+  if (Number.isNaN(date)) return undefined;
+  return Math.max(0, date - now);
 }

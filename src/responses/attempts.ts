@@ -3,7 +3,7 @@ import type { Db } from '../db/client.ts';
 import type { Providers } from '../providers/registry.ts';
 import { UpstreamError } from '../providers/types.ts';
 import type { Catalog, ModelConfig } from '../router/catalog.ts';
-import type { HealthTable } from '../router/health.ts';
+import type { HealthTable, Outcome as HealthOutcome } from '../router/health.ts';
 import type { Decision } from '../router/pick.ts';
 import { echoOf, ResponseBuilder } from './builder.ts';
 import { contextFor, type PreparedContext, type ResponseContext } from './context.ts';
@@ -15,6 +15,11 @@ export interface Attempt {
   model: ModelConfig;
   builder: ResponseBuilder;
   context: ResponseContext;
+  /**
+   * When the upstream call got a connection and was sent (until then, when
+   * the attempt began): the model's latency counts from here, so time spent
+   * queued for a busy provider is never blamed on the model.
+   */
   startedAt: number;
 }
 
@@ -39,10 +44,27 @@ export interface AttemptDeps {
 const deadlinePassed = (ms: number) => new UpstreamError('timeout', `failover deadline of ${ms} ms passed`);
 
 /**
+ * What an upstream error before the first token says about the model: a
+ * request at fault or a full queue says nothing, a 429 asks for a rest, the
+ * rest counts toward the breaker.
+ */
+export function healthOutcomeOf(err: unknown): HealthOutcome {
+  if (!(err instanceof UpstreamError)) return { type: 'failure', timeout: false };
+  if (err.kind === 'saturated' || err.requestFault) return { type: 'neutral' };
+  if (err.kind === 'status' && err.status === 429) return { type: 'rate_limited', retryAfterMs: err.retryAfterMs };
+  return { type: 'failure', timeout: err.kind === 'timeout' };
+}
+
+type Step = { type: 'done'; outcome: Outcome } | { type: 'next' } | { type: 'stop' };
+
+/**
  * Tries the chosen model, then its fallbacks, until one produces its first
  * event (issue 4: failover only before the first token reaches the client),
  * bounded by `max_attempts` and an overall deadline. Connect errors,
- * timeouts, 429 and 5xx move on to the next model; other failures stop.
+ * timeouts, a full queue, 429 and 5xx move on to the next model; other
+ * failures stop. When no candidate could be claimed (their breakers opened,
+ * or their providers filled up, since the pick), the one back soonest is
+ * tried anyway: refusing would make the breaker itself the outage.
  * Which models were tried goes to the log, never to the client.
  */
 export async function startWithFailover(
@@ -61,16 +83,11 @@ export async function startWithFailover(
   let last: Attempt | undefined;
   let lastError: unknown;
 
-  for (const model of candidates) {
-    if (client.aborted) return { type: 'gone', attempt: last };
-    const left = deadline - Date.now();
-    if (left <= 0) break;
-    if (!deps.health.acquire(model.id, model.provider)) continue;
-
+  const attempt = async (model: ModelConfig): Promise<Step> => {
     const controller = new AbortController();
     const onClientGone = () => controller.abort(client.reason);
     client.addEventListener('abort', onClientGone, { once: true });
-    const timer = setTimeout(() => controller.abort(deadlinePassed(failover.deadline_ms)), left);
+    const timer = setTimeout(() => controller.abort(deadlinePassed(failover.deadline_ms)), deadline - Date.now());
     const startedAt = deps.now();
     let context: ResponseContext;
     try {
@@ -82,7 +99,8 @@ export async function startWithFailover(
       throw err;
     }
     const builder = new ResponseBuilder(identity.id, identity.createdAt, model.id, context.conversationId, echoOf(request));
-    last = { model, builder, context, startedAt };
+    const current: Attempt = { model, builder, context, startedAt };
+    last = current;
     const engine = runResponse({
       builder,
       provider: deps.providers.get(model.provider),
@@ -93,6 +111,9 @@ export async function startWithFailover(
         temperature: request.temperature ?? undefined,
         topP: request.topP ?? undefined,
         responseFormat: request.responseFormat,
+        onSent: () => {
+          current.startedAt = deps.now();
+        },
       },
       signal: controller.signal,
       clientGone: () => client.aborted,
@@ -114,21 +135,40 @@ export async function startWithFailover(
           client.removeEventListener('abort', onClientGone);
         }
       })();
-      return { type: 'started', attempt: last, events };
+      return { type: 'done', outcome: { type: 'started', attempt: current, events } };
     } catch (err) {
       clearTimeout(timer);
       client.removeEventListener('abort', onClientGone);
       if (client.aborted) {
         deps.health.release(model.id, model.provider, { type: 'neutral' });
-        return { type: 'gone', attempt: last };
+        return { type: 'done', outcome: { type: 'gone', attempt: current } };
       }
-      deps.health.release(model.id, model.provider, { type: 'failure', timeout: err instanceof UpstreamError && err.kind === 'timeout' });
+      deps.health.release(model.id, model.provider, healthOutcomeOf(err));
       tried.push({ model: model.id, error: describe(err) });
       lastError = err;
       if (err instanceof UpstreamError && err.detail !== undefined) deps.log.debug({ model: model.id, upstream_body: err.detail }, 'upstream error body');
-      if (!(err instanceof UpstreamError) || !err.retryable) break;
+      return err instanceof UpstreamError && err.retryable ? { type: 'next' } : { type: 'stop' };
     }
+  };
+
+  let claimedAny = false;
+  for (const model of candidates) {
+    if (client.aborted) return { type: 'gone', attempt: last };
+    if (deadline - Date.now() <= 0) break;
+    if (!deps.health.acquire(model.id, model.provider)) continue;
+    claimedAny = true;
+    const step = await attempt(model);
+    if (step.type === 'done') return step.outcome;
+    if (step.type === 'stop') break;
   }
+  if (!claimedAny && candidates.length > 0 && !client.aborted && deadline - Date.now() > 0) {
+    const soonest = candidates.reduce((a, b) => (deps.health.readyAt(b.id) < deps.health.readyAt(a.id) ? b : a));
+    deps.log.info({ model: soonest.id, category: decision.category }, 'every candidate is out; failing open');
+    deps.health.acquire(soonest.id, soonest.provider, { force: true });
+    const step = await attempt(soonest);
+    if (step.type === 'done') return step.outcome;
+  }
+  if (client.aborted) return { type: 'gone', attempt: last };
   deps.log.warn({ tried, category: decision.category }, 'no model answered');
   return { type: 'failed', attempt: last, error: lastError };
 }

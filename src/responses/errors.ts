@@ -9,6 +9,17 @@ import type { PreparedContext } from './context.ts';
  * SPEC's code and a plain sentence, never the upstream's status or body (those go to the log).
  */
 export function upstreamFailure(err: unknown): ApiError {
+  if (err instanceof UpstreamError && err.kind === 'saturated') {
+    const seconds = String(Math.max(1, Math.ceil((err.retryAfterMs ?? 1000) / 1000)));
+    return new ApiError(
+      503,
+      'server_error',
+      'upstream_saturated',
+      `every connection to the model servers is busy; retry after ${seconds} s`,
+      null,
+      { 'retry-after': seconds },
+    );
+  }
   if (err instanceof UpstreamError && err.kind === 'timeout') {
     return new ApiError(504, 'upstream_error', 'upstream_timeout', 'the model server did not answer in time; try again');
   }
@@ -23,16 +34,16 @@ export const noModel = () =>
     'no model is configured: add a provider and a model to the file named by EUGPT_CONFIG (see the README) and restart',
   );
 
-/** No model can take the request: its prompt fits none, or none is available now. */
-export function unroutable(why: 'nothing_fits' | 'none_available', prepared: PreparedContext): ApiError {
-  if (why === 'nothing_fits') {
-    return badRequest(
-      'context_length_exceeded',
-      `the input and instructions (${prepared.fixedTokens} tokens) fit no configured model with room for the answer, or need a capability none has`,
-      'input',
-    );
-  }
-  return new ApiError(503, 'server_error', 'no_model_available', 'no model is available right now; try again shortly');
+/**
+ * No model can take the request: its prompt fits none, or it needs a
+ * capability none has. (Unhealthy models never refuse a request: the router fails open.)
+ */
+export function unroutable(_why: 'nothing_fits', prepared: PreparedContext): ApiError {
+  return badRequest(
+    'context_length_exceeded',
+    `the input and instructions (${prepared.fixedTokens} tokens) fit no configured model with room for the answer, or need a capability none has`,
+    'input',
+  );
 }
 
 /** One log line per response: its outcome and numbers, never its text. */

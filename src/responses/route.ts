@@ -234,7 +234,7 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
         if (!stoppedByShutdown()) return reply.hijack();
         throw new ApiError(503, 'server_error', 'server_shutting_down', 'the server is shutting down; try again', null, { 'retry-after': '1' });
       }
-      throw outcome.attempt === undefined ? noModel() : upstreamFailure(outcome.error);
+      throw outcome.error === undefined ? noModel() : upstreamFailure(outcome.error);
     }
 
     const { attempt, events } = outcome;

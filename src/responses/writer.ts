@@ -296,10 +296,10 @@ function bare(record: FinishRecord): FinishRecord {
 
 export class ResponseWriter {
   private readonly batcher: Batcher<Job>;
-  private readonly onBare: ResponseWriterOptions['onBare'];
+  private readonly onBare: (record: FinishRecord, err: unknown) => void;
 
   constructor(db: Db, opts: ResponseWriterOptions = {}) {
-    this.onBare = opts.onBare;
+    this.onBare = (record, err) => opts.onBare?.(record, err);
     this.batcher = new Batcher<Job>({
       write: (jobs) => db.transaction((tx) => writeBatch(tx, jobs)),
       maxBatch: opts.maxBatch ?? 256,
@@ -327,7 +327,7 @@ export class ResponseWriter {
       return 'stored';
     } catch (err) {
       if (isDatabaseUnavailable(err)) throw err;
-      this.onBare?.(record, err);
+      this.onBare(record, err);
       await this.batcher.add({ kind: 'finish', record: bare(record) });
       return 'bare';
     }

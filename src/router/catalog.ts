@@ -31,8 +31,13 @@ export const providerSchema = z.strictObject({
   api_key_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional(),
   headers: z.record(z.string(), z.string()).default({}),
   timeouts: timeoutsSchema,
-  /** Upstream connections kept per provider. */
-  max_connections: z.number().int().min(1).max(1024).default(64),
+  /**
+   * Upstream connections per provider, which is also how many answers it can
+   * stream at once: a streamed answer holds its connection to the end.
+   */
+  max_connections: z.number().int().min(1).max(10_000).default(512),
+  /** How long a request may wait for a free connection before it is refused as `upstream_saturated`. */
+  queue_timeout_ms: z.number().int().min(1).max(600_000).default(5_000),
   /** Requests in flight to this provider at most; past it the router uses another model. */
   max_concurrency: z.number().int().min(1).max(100_000).optional(),
 });
@@ -72,6 +77,10 @@ export const routerSchema = z
         failures: positive(3, 1000),
         cooldown_ms: z.number().int().min(1_000).max(600_000).default(30_000),
         max_cooldown_ms: z.number().int().min(1_000).max(3_600_000).default(120_000),
+        /** How long a model rests after an upstream 429 that sent no usable `retry-after`. */
+        rate_limit_cooldown_ms: z.number().int().min(0).max(3_600_000).default(5_000),
+        /** The longest rest an upstream's `retry-after` can impose. */
+        max_rate_limit_cooldown_ms: z.number().int().min(0).max(3_600_000).default(60_000),
       })
       .prefault({}),
     failover: z
@@ -122,6 +131,9 @@ export function checkCatalog(catalog: { providers: z.infer<typeof providerSchema
   const r = catalog.router;
   if (r !== undefined && r.breaker.max_cooldown_ms < r.breaker.cooldown_ms) {
     problems.push('router.breaker: max_cooldown_ms must be at least cooldown_ms');
+  }
+  if (r !== undefined && r.breaker.max_rate_limit_cooldown_ms < r.breaker.rate_limit_cooldown_ms) {
+    problems.push('router.breaker: max_rate_limit_cooldown_ms must be at least rate_limit_cooldown_ms');
   }
   return problems;
 }

@@ -8,9 +8,14 @@ export interface Decision {
   reason: string;
   /** The next models to try, in order, if the first fails before its first token. */
   fallbacks: ModelConfig[];
+  /**
+   * Every capable model was out (breaker open, resting after a 429, provider
+   * full), so these are tried anyway, the one back soonest first.
+   */
+  failOpen: boolean;
 }
 
-export type PickResult = Decision | { model: null; category: Category; reason: string; why: 'nothing_fits' | 'none_available' };
+export type PickResult = Decision | { model: null; category: Category; reason: string; why: 'nothing_fits' };
 
 /** Categories from weaker to stronger; a request may go to a stronger one when its own has no model. */
 const LADDER: Category[] = ['fast', 'general', 'reasoning'];
@@ -50,25 +55,42 @@ export function fits(model: ModelConfig, f: RequestFeatures): boolean {
  * category (or the nearest stronger one), the lowest expected cost first;
  * ties go to the lower observed latency, then the higher weight, then the id.
  * The other candidates, in the same order, are the fallbacks.
+ *
+ * When no capable model is healthy, it fails open (as Envoy does below its
+ * panic threshold): all capable models, the one whose breaker or rest ends
+ * soonest first, a full provider counting as back now. Refusing instead would
+ * turn a struggling upstream into an outage, with nothing to learn recovery from.
  */
 export function pick(f: RequestFeatures, catalog: Catalog, health: HealthView): PickResult {
   const { category, reason } = classify(f, catalog.router);
   const capable = catalog.models.filter((m) => m.enabled && f.needs.every((n) => m.capabilities.includes(n)) && fits(m, f));
   if (capable.length === 0) return { model: null, category, reason, why: 'nothing_fits' };
   const healthy = capable.filter((m) => health.available(m.id) && !health.saturated(m.provider));
-  if (healthy.length === 0) return { model: null, category, reason, why: 'none_available' };
+  const failOpen = healthy.length === 0;
 
   const expected = catalog.router.expected_output_tokens;
-  const ranked = healthy
-    .map((m) => ({ m, d: distance(m, category), cost: expectedCost(m, f, expected), latency: health.latencyMs(m.id) ?? Number.POSITIVE_INFINITY }))
-    .sort((a, b) => a.d - b.d || a.cost - b.cost || a.latency - b.latency || b.m.weight - a.m.weight || a.m.id.localeCompare(b.m.id));
+  const ranked = (failOpen ? capable : healthy)
+    .map((m) => ({
+      m,
+      ready: failOpen ? health.readyAt(m.id) : 0,
+      d: distance(m, category),
+      cost: expectedCost(m, f, expected),
+      latency: health.latencyMs(m.id) ?? Number.POSITIVE_INFINITY,
+    }))
+    .sort(
+      (a, b) =>
+        a.ready - b.ready || a.d - b.d || a.cost - b.cost || a.latency - b.latency || b.m.weight - a.m.weight || a.m.id.localeCompare(b.m.id),
+    );
   const [first, ...rest] = ranked;
   const where = first!.d === 0 ? `a ${category} model` : `nearest to ${category}`;
   const peers = ranked.filter((r) => r.d === first!.d).length;
   return {
     model: first!.m,
     category,
-    reason: `${reason}; ${where}, cheapest of ${peers} healthy`,
+    reason: failOpen
+      ? `${reason}; no capable model is healthy, so the one back soonest (${where}) of ${ranked.length}`
+      : `${reason}; ${where}, cheapest of ${peers} healthy`,
     fallbacks: rest.map((r) => r.m),
+    failOpen,
   };
 }

@@ -8,6 +8,10 @@ export interface Script {
   /** Answer with this status and body instead of a stream. */
   status?: number;
   errorBody?: string;
+  /** Extra headers of that status answer, e.g. retry-after. */
+  headers?: Record<string, string>;
+  /** Send the first chunk, then wait for this before the rest: holds the connection open for as long as a test needs. */
+  hold?: Promise<unknown>;
   delayFirstMs?: number;
   delayBetweenMs?: number;
   /** `null`: send no usage. Default: counts of the fake's own. */
@@ -48,7 +52,7 @@ export function player(stream: Player): Player {
     if (script.hang === true) return;
     if (script.delayFirstMs !== undefined) await sleep(script.delayFirstMs);
     if (script.status !== undefined) {
-      res.writeHead(script.status, { 'content-type': 'application/json' });
+      res.writeHead(script.status, { 'content-type': 'application/json', ...script.headers });
       res.end(script.errorBody ?? JSON.stringify({ error: { message: 'scripted failure', type: 'server_error' } }));
       seen.finished = true;
       return;
@@ -62,6 +66,7 @@ export function player(stream: Player): Player {
 export async function eachChunk(script: Script, res: ServerResponse, send: (text: string) => void): Promise<boolean> {
   const chunks = script.chunks ?? ['Hello', ', world', '.'];
   for (const [i, text] of chunks.entries()) {
+    if (i === 1 && script.hold !== undefined) await script.hold;
     if (i > 0 && script.delayBetweenMs !== undefined) await sleep(script.delayBetweenMs);
     if (res.destroyed) return false;
     if (script.dropAfter === i) {
