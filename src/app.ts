@@ -104,7 +104,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const providers = createProviders(config.catalog);
   const health = new HealthTable(
     config.catalog.router.breaker,
-    new Map(config.catalog.providers.map((p) => [p.id, p.max_concurrency])),
+    // A provider whose connections are all busy is routed around before its queue is waited on.
+    new Map(config.catalog.providers.map((p) => [p.id, p.max_concurrency ?? p.max_connections])),
     now,
   );
   const writer = new ResponseWriter(database.db, {
