@@ -60,7 +60,8 @@ export async function serve(overrides: Partial<Pick<Config, 'port' | 'host'>> = 
   log.info({ database: database.kind, location: database.kind === 'pglite' ? config.dataDir : 'DATABASE_URL' }, 'database ready');
 
   const app = await buildApp({ config, database, logger: log });
-  closeWithGrace({ delay: config.shutdownGraceMs, logger: log }, async ({ signal, err }) => {
+  // Streams get the grace period; then they are ended, stored and metered, which needs a few seconds more.
+  closeWithGrace({ delay: config.shutdownGraceMs + config.storeWaitMs + 2_000, logger: log }, async ({ signal, err }) => {
     if (err !== undefined) log.error({ err }, 'shutting down after an error');
     else log.info({ signal }, 'shutting down: finishing requests in flight');
     await app.close();
