@@ -3,6 +3,7 @@ import fp from 'fastify-plugin';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { formatPath } from '../param-path.ts';
 import { ApiError, badRequest, type ErrorType } from './api-error.ts';
+import { INVALID_TEXT, textIssueOf, textProblem } from './text.ts';
 
 const TYPE_BY_STATUS: Record<number, ErrorType> = {
   401: 'authentication_error',
@@ -39,7 +40,19 @@ function paramFromPath(instancePath: string): string | null {
   return parts.length === 0 ? null : formatPath(parts.map((p) => (/^\d+$/.test(p) ? Number(p) : p)));
 }
 
-function fromValidation(err: FastifyError & { validation: { instancePath: string; keyword: string; message?: string; params: Record<string, unknown> }[] }): ApiError {
+type ValidationEntry = { instancePath: string; keyword: string; message?: string; params: Record<string, unknown> };
+
+/** Bad text is reported before any other problem of the same request: it is the one a client must fix first. */
+const textIssueOfEntry = (v: ValidationEntry) =>
+  textIssueOf({ code: v.keyword, path: v.instancePath.split('/').filter(Boolean), params: v.params.params, issues: v.params.issues });
+
+function fromValidation(err: FastifyError & { validation: ValidationEntry[] }): ApiError {
+  const text = err.validation.map(textIssueOfEntry).find((t) => t !== null);
+  if (text !== undefined) {
+    // A bad record key is named by its record (text.path), never by the key itself.
+    const where = paramFromPath(text.path.map(String).join('/'));
+    return badRequest(INVALID_TEXT, textProblem(where ?? err.validationContext ?? '', text.key), where);
+  }
   const first = err.validation[0]!;
   const param = paramFromPath(first.instancePath);
   const isUuid = first.keyword === 'invalid_format' && first.params.format === 'uuid';
