@@ -59,20 +59,33 @@ export function storable<T extends z.ZodType<string>>(schema: T): T {
 /** A string that must be storable, checked before any length or blank check chained after it. */
 export const storableString = () => storable(z.string());
 
+interface Visit {
+  value: unknown;
+  at: string | number | undefined;
+  parent: Visit | undefined;
+}
+
+const pathOf = (v: Visit): (string | number)[] => {
+  const path: (string | number)[] = [];
+  for (let n: Visit | undefined = v; n?.at !== undefined; n = n.parent) path.push(n.at);
+  return path.reverse();
+};
+
 /** Where the first unstorable string of a JSON value is: a key (then `path` is its object's) or a value. */
 export function findUnstorable(value: unknown): { path: (string | number)[]; key: boolean } | null {
-  // An explicit stack: a deeply nested body must not overflow the call stack.
-  const stack: { value: unknown; path: (string | number)[] }[] = [{ value, path: [] }];
+  // An explicit stack, and paths built only for the culprit: a deeply nested body costs neither stack nor quadratic time.
+  const stack: Visit[] = [{ value, at: undefined, parent: undefined }];
   while (stack.length > 0) {
-    const { value: v, path } = stack.pop()!;
+    const visit = stack.pop()!;
+    const v = visit.value;
     if (typeof v === 'string') {
-      if (!isStorable(v)) return { path, key: false };
+      if (!isStorable(v)) return { path: pathOf(visit), key: false };
     } else if (Array.isArray(v)) {
-      for (let i = v.length - 1; i >= 0; i--) stack.push({ value: v[i] as unknown, path: [...path, i] });
+      for (let i = v.length - 1; i >= 0; i--) stack.push({ value: v[i] as unknown, at: i, parent: visit });
     } else if (v !== null && typeof v === 'object') {
       const entries = Object.entries(v);
-      if (entries.some(([k]) => !isStorable(k))) return { path, key: true };
-      for (let i = entries.length - 1; i >= 0; i--) stack.push({ value: entries[i]![1], path: [...path, entries[i]![0]] });
+      if (entries.some(([k]) => !isStorable(k))) return { path: pathOf(visit), key: true };
+      for (let i = entries.length - 1; i >= 0; i--) stack.push({ value: entries[i]![1], at: entries[i]![0], parent: visit });
     }
   }
   return null;
