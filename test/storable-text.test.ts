@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { findUnstorable, isStorable, storableJson, storableString, toStorable } from '../src/http/text.ts';
+import { isStorable, jsonProblem, MAX_JSON_DEPTH, storableJson, storableString, toStorable } from '../src/http/text.ts';
 import { createAnthropicProvider } from '../src/providers/anthropic.ts';
 import { createOpenAICompatibleProvider } from '../src/providers/openai-compatible.ts';
 import { StorableText } from '../src/providers/storable-text.ts';
@@ -34,18 +34,21 @@ describe('isStorable and toStorable', () => {
   });
 });
 
-describe('findUnstorable', () => {
+describe('jsonProblem', () => {
   it('names the first bad value by its path, and a bad key by its object', () => {
-    expect(findUnstorable({ a: [1, 'ok', { b: `x${SMILE}` }] })).toBeNull();
-    expect(findUnstorable({ a: [1, 'ok', { b: 'x\u0000' }] })).toEqual({ path: ['a', 2, 'b'], key: false });
-    expect(findUnstorable({ a: { 'k\ud800': 1 } })).toEqual({ path: ['a'], key: true });
-    expect(findUnstorable('\udc00')).toEqual({ path: [], key: false });
+    expect(jsonProblem({ a: [1, 'ok', { b: `x${SMILE}` }] })).toBeNull();
+    expect(jsonProblem({ a: [1, 'ok', { b: 'x\u0000' }] })).toEqual({ type: 'text', path: ['a', 2, 'b'] });
+    expect(jsonProblem({ a: { 'k\ud800': 1 } })).toEqual({ type: 'key', path: ['a'] });
+    expect(jsonProblem('\udc00')).toEqual({ type: 'text', path: [] });
   });
 
-  it('walks a deeply nested value without overflowing the stack', () => {
-    let deep: unknown = 'bottom\u0000';
-    for (let i = 0; i < 100_000; i++) deep = [deep];
-    expect(findUnstorable(deep)?.path).toHaveLength(100_000);
+  it('refuses nesting past the limit, quickly and without overflowing the stack', () => {
+    let deep: unknown = 'bottom';
+    for (let i = 0; i < MAX_JSON_DEPTH; i++) deep = [deep];
+    expect(jsonProblem(deep)).toBeNull();
+    expect(jsonProblem([deep])).toEqual({ type: 'depth', path: [] });
+    for (let i = 0; i < 100_000; i++) deep = { a: deep };
+    expect(jsonProblem(deep)).toEqual({ type: 'depth', path: [] });
   });
 });
 

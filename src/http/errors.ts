@@ -1,3 +1,5 @@
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
@@ -89,6 +91,29 @@ export function toApiError(err: unknown): ApiError {
   }
   if (status === 503) return new ApiError(503, 'server_error', 'service_unavailable', 'the server is shutting down or not ready');
   return new ApiError(500, 'server_error', 'internal_error', 'internal server error');
+}
+
+/**
+ * Node's HTTP parser refuses some requests (headers too large, a malformed
+ * request, one that arrives too slowly) before fastify sees them; their
+ * answers get the same envelope as every other error.
+ */
+export function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const api =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? new ApiError(431, 'invalid_request_error', 'headers_too_large', 'the request headers are larger than the server accepts')
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? new ApiError(408, 'invalid_request_error', 'request_timeout', 'the request did not arrive in time')
+        : badRequest('bad_request', 'the request is not valid HTTP');
+  const body = JSON.stringify(api.toBody());
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${api.status} ${STATUS_CODES[api.status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(err);
 }
 
 export function sendError(reply: FastifyReply, err: ApiError): FastifyReply {

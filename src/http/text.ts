@@ -63,6 +63,7 @@ interface Visit {
   value: unknown;
   at: string | number | undefined;
   parent: Visit | undefined;
+  depth: number;
 }
 
 const pathOf = (v: Visit): (string | number)[] => {
@@ -71,37 +72,50 @@ const pathOf = (v: Visit): (string | number)[] => {
   return path.reverse();
 };
 
-/** Where the first unstorable string of a JSON value is: a key (then `path` is its object's) or a value. */
-export function findUnstorable(value: unknown): { path: (string | number)[]; key: boolean } | null {
+/**
+ * Free-form JSON deeper than this is refused: no real schema or tool choice
+ * needs it, and the copies and serialisations on its way to storage recurse.
+ */
+export const MAX_JSON_DEPTH = 128;
+
+export type JsonProblem = { type: 'text' | 'key'; path: (string | number)[] } | { type: 'depth'; path: [] };
+
+/** The first problem of a JSON value on its way to storage: an unstorable value or key (then `path` is its object's), or too deep a nesting. */
+export function jsonProblem(value: unknown): JsonProblem | null {
   // An explicit stack, and paths built only for the culprit: a deeply nested body costs neither stack nor quadratic time.
-  const stack: Visit[] = [{ value, at: undefined, parent: undefined }];
+  const stack: Visit[] = [{ value, at: undefined, parent: undefined, depth: 0 }];
   while (stack.length > 0) {
     const visit = stack.pop()!;
     const v = visit.value;
     if (typeof v === 'string') {
-      if (!isStorable(v)) return { path: pathOf(visit), key: false };
-    } else if (Array.isArray(v)) {
-      for (let i = v.length - 1; i >= 0; i--) stack.push({ value: v[i] as unknown, at: i, parent: visit });
-    } else if (v !== null && typeof v === 'object') {
-      const entries = Object.entries(v);
-      if (entries.some(([k]) => !isStorable(k))) return { path: pathOf(visit), key: true };
-      for (let i = entries.length - 1; i >= 0; i--) stack.push({ value: entries[i]![1], at: entries[i]![0], parent: visit });
+      if (!isStorable(v)) return { type: 'text', path: pathOf(visit) };
+      continue;
     }
+    if (v === null || typeof v !== 'object') continue;
+    if (visit.depth >= MAX_JSON_DEPTH) return { type: 'depth', path: [] };
+    const entries: [string | number, unknown][] = Array.isArray(v) ? v.map((x, i) => [i, x as unknown]) : Object.entries(v);
+    if (!Array.isArray(v) && entries.some(([k]) => !isStorable(k as string))) return { type: 'key', path: pathOf(visit) };
+    for (let i = entries.length - 1; i >= 0; i--) stack.push({ value: entries[i]![1], at: entries[i]![0], parent: visit, depth: visit.depth + 1 });
   }
   return null;
 }
 
-/** Adds the storable check to a schema of free-form JSON (keys and strings at any depth). */
+/** Adds the storable check to a schema of free-form JSON: keys and strings at any depth, and the depth itself. */
 export function storableJson<T extends z.ZodType>(schema: T): T {
   return schema.check((ctx) => {
-    const found = findUnstorable(ctx.value);
+    const found = jsonProblem(ctx.value);
     if (found === null) return;
+    if (found.type === 'depth') {
+      ctx.issues.push({ code: 'custom', input: ctx.value, path: [], message: `nested deeper than ${MAX_JSON_DEPTH} levels` });
+      return;
+    }
+    const key = found.type === 'key';
     ctx.issues.push({
       code: 'custom',
       input: ctx.value,
       path: found.path,
-      message: found.key ? `has a key that ${MESSAGE}` : MESSAGE,
-      params: { code: INVALID_TEXT, key: found.key },
+      message: key ? `has a key that ${MESSAGE}` : MESSAGE,
+      params: { code: INVALID_TEXT, key },
     });
   });
 }

@@ -105,8 +105,10 @@ const CODE_BY_FIELD: Record<string, string> = {
 function innermost(issue: z.core.$ZodIssue): z.core.$ZodIssue {
   if (issue.code !== 'invalid_union') return issue;
   const candidates = issue.errors.map((branch) => branch[0]).filter((i): i is z.core.$ZodIssue => i !== undefined);
-  const best = candidates.sort((a, b) => b.path.length - a.path.length)[0];
-  if (best === undefined || best.path.length === 0) return issue;
+  // A string with bad text fails both branches at the same depth; the bad text is the useful problem.
+  const text = candidates.find((i) => textIssueOf(i) !== null);
+  const best = text ?? candidates.sort((a, b) => b.path.length - a.path.length)[0];
+  if (best === undefined || (best.path.length === 0 && text === undefined)) return issue;
   return innermost({ ...best, path: [...issue.path, ...best.path] });
 }
 
