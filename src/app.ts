@@ -7,7 +7,7 @@ import { adminRoutes } from './admin/routes.ts';
 import { createKeyAuth } from './auth/key-auth.ts';
 import type { Config } from './config.ts';
 import type { Database } from './db/client.ts';
-import { errorsPlugin, sendError, toApiError } from './http/errors.ts';
+import { answerClientError, errorsPlugin, sendError, toApiError } from './http/errors.ts';
 import { healthRoutes } from './http/health.ts';
 import { logSerializers } from './http/log.ts';
 import { openapiPlugin } from './http/openapi.ts';
@@ -74,6 +74,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     frameworkErrors: (err, _req, reply) => {
       void sendError(reply, toApiError(err));
     },
+    clientErrorHandler: answerClientError,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
   }).withTypeProvider<ZodTypeProvider>();
 

@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertProjectMember } from '../src/tenancy/projects.ts';
 import type { Database } from '../src/db/client.ts';
-import { adminHeaders, createTenant, testApp } from './helpers/app.ts';
+import { adminHeaders, createTenant, testApp, type Tenant } from './helpers/app.ts';
 import { openTestDatabase } from './helpers/db.ts';
 
 let database: Database;
@@ -17,6 +17,8 @@ afterAll(async () => {
   await app.close();
   await database.close();
 });
+
+const caller = (t: Tenant) => ({ userId: t.userId, organizationId: t.orgId });
 
 const call = async (method: 'GET' | 'POST' | 'DELETE', url: string, payload?: object) => {
   const res = await app.inject({ method, url: `/admin/v1${url}`, headers: adminHeaders, ...(payload ? { payload } : {}) });
@@ -162,13 +164,13 @@ describe('projects', () => {
     expect(dup.body.error.code).toBe('project_name_taken');
 
     const pid = project.body.id as string;
-    await expect(assertProjectMember(database.db, pid, t.userId)).rejects.toMatchObject({ status: 403, code: 'project_forbidden' });
+    await expect(assertProjectMember(database.db, pid, caller(t))).rejects.toMatchObject({ status: 403, code: 'project_forbidden' });
     const added = await call('POST', `/projects/${pid}/members`, { user_id: t.userId });
     expect(added.status).toBe(200);
     expect(added.body).toMatchObject({ object: 'project_member', project_id: pid, user_id: t.userId });
     expect((await call('POST', `/projects/${pid}/members`, { user_id: t.userId })).status).toBe(200);
     expect((await call('GET', `/projects/${pid}/members`)).body.data).toHaveLength(1);
-    await expect(assertProjectMember(database.db, pid, t.userId)).resolves.toMatchObject({ id: pid });
+    await expect(assertProjectMember(database.db, pid, caller(t))).resolves.toMatchObject({ id: pid });
 
     const removed = await call('DELETE', `/projects/${pid}/members/${t.userId}`);
     expect(removed.body).toMatchObject({ deleted: true });
@@ -186,7 +188,15 @@ describe('projects', () => {
     expect((await call('POST', `/projects/${pid}/members`, { user_id: randomUUID() })).body.error.code).toBe('user_not_found');
     expect((await call('POST', `/projects/${randomUUID()}/members`, { user_id: a.userId })).body.error.code).toBe('project_not_found');
     expect((await call('POST', '/projects', { organization_id: randomUUID(), name: 'P' })).body.error.code).toBe('organization_not_found');
-    await expect(assertProjectMember(database.db, randomUUID(), a.userId)).rejects.toMatchObject({ status: 404, code: 'project_not_found' });
+    await expect(assertProjectMember(database.db, randomUUID(), caller(a))).rejects.toMatchObject({ status: 404, code: 'project_not_found' });
+  });
+
+  it("hides another organisation's project as not found, and forbids only a non-member of the caller's own", async () => {
+    const a = await createTenant(app);
+    const b = await createTenant(app);
+    const pid = (await call('POST', '/projects', { organization_id: a.orgId, name: 'Private' })).body.id as string;
+    await expect(assertProjectMember(database.db, pid, caller(b))).rejects.toMatchObject({ status: 404, code: 'project_not_found' });
+    await expect(assertProjectMember(database.db, pid, caller(a))).rejects.toMatchObject({ status: 403, code: 'project_forbidden' });
   });
 
   it('lists the projects of an organisation', async () => {

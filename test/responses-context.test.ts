@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { adminHeaders, bearer, testApp } from './helpers/app.ts';
+import { adminHeaders, bearer, createTenant, testApp } from './helpers/app.ts';
 import { openTestDatabase } from './helpers/db.ts';
 import { startHarness, type Harness } from './helpers/harness.ts';
 
@@ -114,6 +114,22 @@ describe('project_id', () => {
     const ok = await create({ input: 'x', project_id: pid, stream: false });
     expect(ok.statusCode).toBe(200);
     expect(ok.json().project_id).toBe(pid);
+  });
+
+  it("is 404 for another organisation's project, as for a missing one", async () => {
+    const other = await createTenant(h.app);
+    const project = await h.app.inject({
+      method: 'POST',
+      url: '/admin/v1/projects',
+      headers: adminHeaders,
+      payload: { organization_id: other.orgId, name: `P ${randomUUID()}` },
+    });
+    const pid = project.json().id as string;
+    const calls = h.upstream.requests.length;
+    const res = await create({ input: 'x', project_id: pid, stream: false });
+    expect(res.statusCode).toBe(404);
+    expect(res.json().error).toMatchObject({ type: 'not_found_error', code: 'project_not_found' });
+    expect(h.upstream.requests).toHaveLength(calls);
   });
 });
 

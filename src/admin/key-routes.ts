@@ -4,6 +4,7 @@ import { createApiKey, listApiKeys, revokeApiKey } from '../auth/key-admin.ts';
 import type { KeyAuth } from '../auth/key-auth.ts';
 import type { Db } from '../db/client.ts';
 import { errorResponses, listOf, pageQuery, uuidParam } from '../http/schemas.ts';
+import { storableString } from '../http/text.ts';
 import { getUser } from '../tenancy/organizations.ts';
 import { apiKeyView, createdApiKeyView, showApiKey } from './views.ts';
 
@@ -17,7 +18,7 @@ export const keyRoutes: FastifyPluginAsyncZod<{ db: Db; keyAuth: KeyAuth }> = as
         tags: ['admin'],
         summary: 'Create an API key for a user (the secret is returned once)',
         security,
-        body: z.object({ user_id: uuidParam, label: z.string().trim().min(1, { error: 'must not be blank' }).max(100) }),
+        body: z.object({ user_id: uuidParam, label: storableString().trim().min(1, { error: 'must not be blank' }).max(100) }),
         response: { 201: createdApiKeyView, ...errorResponses(400, 401, 404) },
       },
     },

@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Db } from '../db/client.ts';
 import { errorResponses, listOf, pageQuery, uuidParam } from '../http/schemas.ts';
+import { storable, storableString } from '../http/text.ts';
 import { eq } from 'drizzle-orm';
 import type { KeyAuth } from '../auth/key-auth.ts';
 import { plans } from '../db/schema.ts';
@@ -12,7 +13,7 @@ import { planName } from '../tenancy/plans.ts';
 import { organizationView, showOrganization, showUser, userView } from './views.ts';
 
 const security = [{ adminToken: [] }];
-const name = z.string().trim().min(1, { error: 'must not be blank' }).max(200);
+const name = storableString().trim().min(1, { error: 'must not be blank' }).max(200);
 
 const tokenLimit = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).nullable();
 const orgUsageWindow = usageWindow(['organization']);
@@ -136,7 +137,7 @@ export const organizationRoutes: FastifyPluginAsyncZod<{ db: Db; keyAuth: KeyAut
         security,
         body: z.object({
           organization_id: uuidParam,
-          email: z.email({ error: 'must be an email address' }).max(320),
+          email: storable(z.email({ error: 'must be an email address' }).max(320)),
           role: z.enum(['owner', 'admin', 'member']).optional(),
         }),
         response: { 201: userView, ...errorResponses(400, 401, 404, 409) },

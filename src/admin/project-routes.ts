@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Db } from '../db/client.ts';
 import { errorResponses, listOf, pageQuery, uuidParam } from '../http/schemas.ts';
+import { storableString } from '../http/text.ts';
 import {
   addProjectMember,
   createProject,
@@ -22,7 +23,7 @@ export const projectRoutes: FastifyPluginAsyncZod<{ db: Db }> = async (app, { db
         tags: ['admin'],
         summary: 'Create a project in an organisation',
         security,
-        body: z.object({ organization_id: uuidParam, name: z.string().trim().min(1, { error: 'must not be blank' }).max(200) }),
+        body: z.object({ organization_id: uuidParam, name: storableString().trim().min(1, { error: 'must not be blank' }).max(200) }),
         response: { 201: projectView, ...errorResponses(400, 401, 404, 409) },
       },
     },

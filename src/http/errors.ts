@@ -1,9 +1,12 @@
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { formatPath } from '../param-path.ts';
 import { isDatabaseUnavailable } from '../db/errors.ts';
 import { ApiError, badRequest, type ErrorType } from './api-error.ts';
+import { INVALID_TEXT, textIssueOf, textProblem } from './text.ts';
 
 /** The database cannot be reached or is overloaded: a retry shortly is likely to work. */
 export const databaseUnavailable = () =>
@@ -44,7 +47,19 @@ function paramFromPath(instancePath: string): string | null {
   return parts.length === 0 ? null : formatPath(parts.map((p) => (/^\d+$/.test(p) ? Number(p) : p)));
 }
 
-function fromValidation(err: FastifyError & { validation: { instancePath: string; keyword: string; message?: string; params: Record<string, unknown> }[] }): ApiError {
+type ValidationEntry = { instancePath: string; keyword: string; message?: string; params: Record<string, unknown> };
+
+/** Bad text is reported before any other problem of the same request: it is the one a client must fix first. */
+const textIssueOfEntry = (v: ValidationEntry) =>
+  textIssueOf({ code: v.keyword, path: v.instancePath.split('/').filter(Boolean), params: v.params.params, issues: v.params.issues });
+
+function fromValidation(err: FastifyError & { validation: ValidationEntry[] }): ApiError {
+  const text = err.validation.map(textIssueOfEntry).find((t) => t !== null);
+  if (text !== undefined) {
+    // A bad record key is named by its record (text.path), never by the key itself.
+    const where = paramFromPath(text.path.map(String).join('/'));
+    return badRequest(INVALID_TEXT, textProblem(where ?? err.validationContext ?? '', text.key), where);
+  }
   const first = err.validation[0]!;
   const param = paramFromPath(first.instancePath);
   const isUuid = first.keyword === 'invalid_format' && first.params.format === 'uuid';
@@ -82,6 +97,29 @@ export function toApiError(err: unknown): ApiError {
   }
   if (status === 503) return new ApiError(503, 'server_error', 'service_unavailable', 'the server is shutting down or not ready');
   return new ApiError(500, 'server_error', 'internal_error', 'internal server error');
+}
+
+/**
+ * Node's HTTP parser refuses some requests (headers too large, a malformed
+ * request, one that arrives too slowly) before fastify sees them; their
+ * answers get the same envelope as every other error.
+ */
+export function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const api =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? new ApiError(431, 'invalid_request_error', 'headers_too_large', 'the request headers are larger than the server accepts')
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? new ApiError(408, 'invalid_request_error', 'request_timeout', 'the request did not arrive in time')
+        : badRequest('bad_request', 'the request is not valid HTTP');
+  const body = JSON.stringify(api.toBody());
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${api.status} ${STATUS_CODES[api.status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(err);
 }
 
 export function sendError(reply: FastifyReply, err: ApiError): FastifyReply {

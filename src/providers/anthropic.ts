@@ -1,5 +1,6 @@
 import type { ProviderConfig } from '../router/catalog.ts';
 import { jsonEvents, UpstreamHttp } from './http.ts';
+import { StorableText } from './storable-text.ts';
 import { UpstreamError, type ChatMessage, type ChatRequest, type FinishReason, type Provider } from './types.ts';
 
 /**
@@ -84,8 +85,14 @@ export function createAnthropicProvider(config: ProviderConfig): Provider {
       const call = await http.post(path, headers, messagesBody(request), request.signal, request.onSent);
       let input = 0;
       let cached = 0;
+      const text = new StorableText();
       for await (const { data } of jsonEvents(call)) {
         const event = data as AnthropicEvent;
+        // Held-back text belongs before whatever ends its block or the message.
+        if (event.type === 'content_block_stop' || event.type === 'message_delta' || event.type === 'message_stop') {
+          const rest = text.flush();
+          if (rest !== '') yield { type: 'text', text: rest };
+        }
         switch (event.type) {
           case 'message_start': {
             const u = event.message?.usage ?? {};
@@ -95,7 +102,8 @@ export function createAnthropicProvider(config: ProviderConfig): Provider {
           }
           case 'content_block_delta':
             if (event.delta?.type === 'text_delta' && typeof event.delta.text === 'string' && event.delta.text !== '') {
-              yield { type: 'text', text: event.delta.text };
+              const clean = text.push(event.delta.text);
+              if (clean !== '') yield { type: 'text', text: clean };
             }
             break;
           case 'message_delta':

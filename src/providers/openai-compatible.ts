@@ -1,5 +1,6 @@
 import type { ProviderConfig } from '../router/catalog.ts';
 import { DONE, jsonEvents, UpstreamHttp } from './http.ts';
+import { StorableText } from './storable-text.ts';
 import {
   UpstreamError,
   type ChatRequest,
@@ -90,15 +91,28 @@ export function createOpenAICompatibleProvider(config: ProviderConfig): Provider
     async *stream(request) {
       const call = await http.post(path, headers, chatBody(request), request.signal, request.onSent);
       let finished = false;
+      const text = new StorableText();
       for await (const { data } of jsonEvents(call)) {
-        if (data === DONE) return;
+        if (data === DONE) {
+          finished = true;
+          break;
+        }
         for (const event of eventsOf(data as ChatChunk)) {
+          if (event.type === 'text') {
+            const clean = text.push(event.text);
+            if (clean !== '') yield { type: 'text', text: clean };
+            continue;
+          }
+          const rest = text.flush();
+          if (rest !== '') yield { type: 'text', text: rest };
           if (event.type === 'finish') finished = true;
           yield event;
         }
       }
       // A stream cut short looks like a clean end; only a finish reason or [DONE] says the answer is whole.
       if (!finished) throw new UpstreamError('protocol', 'upstream stream ended before the answer finished');
+      const rest = text.flush();
+      if (rest !== '') yield { type: 'text', text: rest };
     },
     close: () => http.close(),
   };

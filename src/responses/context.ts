@@ -57,7 +57,7 @@ async function resolveConversation(db: Db, principal: Principal, req: CreateRequ
 
 export async function prepareContext(db: Db, principal: Principal, req: CreateRequest): Promise<PreparedContext> {
   const existing = await resolveConversation(db, principal, req);
-  if (req.projectId !== null) await assertProjectMember(db, req.projectId, principal.userId);
+  if (req.projectId !== null) await assertProjectMember(db, req.projectId, principal);
   const system = req.instructions ?? (existing === null ? null : await systemMessageOf(db, existing));
   const head: ChatMessage[] = system === null || system === '' ? [] : [{ role: 'system', content: system }];
   const input = req.input.map((m) => ({ ...m, tokens: countTokens(toChat(m).content) }));

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { badRequest, type ApiError } from '../http/api-error.ts';
 import { formatPath } from '../param-path.ts';
+import { INVALID_TEXT, storableJson, storableString, textIssueOf, textProblem } from '../http/text.ts';
 import type { ResponseFormat } from '../providers/types.ts';
 
 /**
@@ -11,14 +12,14 @@ import type { ResponseFormat } from '../providers/types.ts';
 const MAX_ITEMS = 2048;
 const MAX_PARTS = 256;
 
-const textPart = z.object({ type: z.enum(['input_text', 'output_text']), text: z.string() });
-const filePart = z.object({ type: z.literal('input_file'), file_id: z.string().optional() });
+const textPart = z.object({ type: z.enum(['input_text', 'output_text']), text: storableString() });
+const filePart = z.object({ type: z.literal('input_file'), file_id: storableString().optional() });
 const part = z.discriminatedUnion('type', [textPart, filePart]);
 
 const item = z.object({
   type: z.literal('message').optional(),
   role: z.enum(['user', 'assistant', 'system', 'developer']).default('user'),
-  content: z.union([z.string(), z.array(part).max(MAX_PARTS)]),
+  content: z.union([storableString(), z.array(part).max(MAX_PARTS)]),
 });
 
 const uuidOrNull = z.uuid().nullish();
@@ -28,19 +29,19 @@ const textFormat = z.discriminatedUnion('type', [
   z.object({ type: z.literal('json_object') }),
   z.object({
     type: z.literal('json_schema'),
-    name: z.string().min(1).max(64),
-    schema: z.record(z.string(), z.unknown()),
+    name: storableString().min(1).max(64),
+    schema: storableJson(z.record(z.string(), z.unknown())),
     strict: z.boolean().nullish(),
-    description: z.string().optional(),
+    description: storableString().optional(),
   }),
 ]);
 
 export const createResponseBody = z
   .object({
-    model: z.string().max(256).default('auto'),
-    input: z.union([z.string(), z.array(item).max(MAX_ITEMS)]),
+    model: storableString().max(256).default('auto'),
+    input: z.union([storableString(), z.array(item).max(MAX_ITEMS)]),
     stream: z.boolean().nullish(),
-    instructions: z.string().nullish(),
+    instructions: storableString().nullish(),
     conversation_id: uuidOrNull,
     project_id: uuidOrNull,
     previous_response_id: uuidOrNull,
@@ -48,16 +49,16 @@ export const createResponseBody = z
     top_p: z.number().min(0).max(1).nullish(),
     max_output_tokens: z.number().int().min(1).nullish(),
     metadata: z
-      .record(z.string().max(64), z.string().max(512))
+      .record(storableString().max(64), storableString().max(512))
       .refine((m) => Object.keys(m).length <= 16, { error: 'at most 16 pairs' })
       .nullish(),
     store: z.boolean().nullish(),
-    user: z.string().max(256).nullish(),
+    user: storableString().max(256).nullish(),
     text: z.object({ format: textFormat.optional() }).nullish(),
-    tools: z.array(z.unknown()).nullish(),
-    tool_choice: z.unknown().optional(),
+    tools: storableJson(z.array(z.unknown())).nullish(),
+    tool_choice: storableJson(z.unknown()).optional(),
     parallel_tool_calls: z.boolean().nullish(),
-    reasoning: z.object({ effort: z.string().nullish(), summary: z.string().nullish() }).nullish(),
+    reasoning: z.object({ effort: storableString().nullish(), summary: storableString().nullish() }).nullish(),
     stream_options: z.object({ include_routing: z.boolean().optional() }).nullish(),
   })
   .meta({ id: 'CreateResponseRequest' });
@@ -104,13 +105,22 @@ const CODE_BY_FIELD: Record<string, string> = {
 function innermost(issue: z.core.$ZodIssue): z.core.$ZodIssue {
   if (issue.code !== 'invalid_union') return issue;
   const candidates = issue.errors.map((branch) => branch[0]).filter((i): i is z.core.$ZodIssue => i !== undefined);
-  const best = candidates.sort((a, b) => b.path.length - a.path.length)[0];
-  if (best === undefined || best.path.length === 0) return issue;
+  // A string with bad text fails both branches at the same depth; the bad text is the useful problem.
+  const text = candidates.find((i) => textIssueOf(i) !== null);
+  const best = text ?? candidates.sort((a, b) => b.path.length - a.path.length)[0];
+  if (best === undefined || (best.path.length === 0 && text === undefined)) return issue;
   return innermost({ ...best, path: [...issue.path, ...best.path] });
 }
 
-function rejection(found: z.core.$ZodIssue): ApiError {
-  const issue = innermost(found);
+function rejection(issues: z.core.$ZodIssue[]): ApiError {
+  // Bad text first: it is the one problem a client must fix whatever else is wrong.
+  for (const found of issues) {
+    const text = textIssueOf(innermost(found));
+    if (text === null) continue;
+    const where = formatPath(text.path);
+    return badRequest(INVALID_TEXT, textProblem(where, text.key), where || null);
+  }
+  const issue = innermost(issues[0]!);
   const field = String(issue.path[0] ?? 'body');
   const param = formatPath(issue.path);
   if (field === 'input') {
@@ -143,7 +153,7 @@ export function parseCreateRequest(body: unknown): CreateRequest {
   const raw = (body as { input?: unknown }).input;
   if (raw === undefined || raw === null) throw badRequest('input_required', 'input is required', 'input');
   const parsed = createResponseBody.safeParse(body);
-  if (!parsed.success) throw rejection(parsed.error.issues[0]!);
+  if (!parsed.success) throw rejection(parsed.error.issues);
   const b = parsed.data;
 
   const input: InputMessage[] =

@@ -70,15 +70,16 @@ export async function listProjectMembers(db: Db, projectId: string): Promise<Pro
 }
 
 /**
- * The check behind `project_id` on `/v1` routes (SPEC.md): an unknown project
- * is 404, an existing project the caller is not a member of is 403.
+ * The check behind `project_id` on `/v1` routes: an unknown project, or one of
+ * another organisation (whose existence is none of the caller's business), is
+ * 404; a project of the caller's organisation it is not a member of is 403.
  */
-export async function assertProjectMember(db: Db, projectId: string, userId: string): Promise<Project> {
+export async function assertProjectMember(db: Db, projectId: string, caller: { userId: string; organizationId: string }): Promise<Project> {
   const [row] = await db
     .select({ project: projects, memberId: projectMembers.userId })
     .from(projects)
-    .leftJoin(projectMembers, and(eq(projectMembers.projectId, projects.id), eq(projectMembers.userId, userId)))
-    .where(eq(projects.id, projectId));
+    .leftJoin(projectMembers, and(eq(projectMembers.projectId, projects.id), eq(projectMembers.userId, caller.userId)))
+    .where(and(eq(projects.id, projectId), eq(projects.organizationId, caller.organizationId)));
   if (row === undefined) throw notFound('project_not_found', `project ${projectId} not found`);
   if (row.memberId === null) throw forbidden('project_forbidden', 'project membership required');
   return row.project;
