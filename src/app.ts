@@ -36,7 +36,8 @@ const SANE_REQUEST_ID = /^[A-Za-z0-9._:@/-]{1,128}$/;
 
 function requestId(req: IncomingMessage): string {
   const sent = req.headers['x-request-id'];
-  return typeof sent === 'string' && SANE_REQUEST_ID.test(sent) ? sent : randomUUID();
+  // An API key sent as a request id would be echoed in the answer and logged: refuse it.
+  return typeof sent === 'string' && SANE_REQUEST_ID.test(sent) && !/eugpt_/i.test(sent) ? sent : randomUUID();
 }
 
 /** A hop count becomes proxy-addr's function form, which fastify's types accept. */

@@ -17,7 +17,7 @@ async function migrateWhenReachable(database: Database, waitMs: number, log: Log
       return;
     } catch (err) {
       if (database.kind !== 'postgres' || Date.now() >= deadline) throw err;
-      log.warn({ attempt, error: (err as Error).message }, 'database not reachable yet; retrying');
+      log.warn({ attempt, err }, 'database not reachable yet; retrying');
       await new Promise((r) => setTimeout(r, Math.min(2_000, 250 * attempt)));
     }
   }

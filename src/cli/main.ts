@@ -1,3 +1,4 @@
+import { scrubErrorText } from '../http/log-errors.ts';
 import { Command, InvalidArgumentError } from 'commander';
 import pkg from '../../package.json' with { type: 'json' };
 import { loadCliConfig, loadConfig } from '../config.ts';
@@ -259,7 +260,7 @@ try {
   await program.parseAsync();
 } catch (err) {
   // Errors are one readable line; a stack trace helps nobody running an admin command.
-  const message = err instanceof Error ? err.message : String(err);
+  const message = scrubErrorText(err instanceof Error ? err.message : String(err));
   process.stderr.write(`eugpt: ${message.replaceAll('\n', '; ')}\n`);
   process.exitCode = 1;
 }

@@ -5,6 +5,7 @@ import { UpstreamError } from '../providers/types.ts';
 import type { Catalog, ModelConfig } from '../router/catalog.ts';
 import type { HealthTable, Outcome as HealthOutcome } from '../router/health.ts';
 import type { Decision } from '../router/pick.ts';
+import { scrubErrorText } from '../http/log-errors.ts';
 import { echoOf, ResponseBuilder } from './builder.ts';
 import { contextFor, type PreparedContext, type ResponseContext } from './context.ts';
 import { runResponse } from './engine.ts';
@@ -146,7 +147,7 @@ export async function startWithFailover(
       deps.health.release(model.id, model.provider, healthOutcomeOf(err));
       tried.push({ model: model.id, error: describe(err) });
       lastError = err;
-      if (err instanceof UpstreamError && err.detail !== undefined) deps.log.debug({ model: model.id, upstream_body: err.detail }, 'upstream error body');
+      if (err instanceof UpstreamError && err.detail !== undefined) deps.log.debug({ model: model.id, upstream_error: errorKind(err.detail) }, 'upstream error body');
       return err instanceof UpstreamError && err.retryable ? { type: 'next' } : { type: 'stop' };
     }
   };
@@ -175,5 +176,20 @@ export async function startWithFailover(
 
 function describe(err: unknown): string {
   if (err instanceof UpstreamError) return `${err.kind}${err.status === undefined ? '' : ` ${err.status}`}: ${err.message}`;
-  return err instanceof Error ? err.message : String(err);
+  return scrubErrorText(err instanceof Error ? err.message : String(err));
+}
+
+/**
+ * The type and code of an upstream's error body, and nothing else of it: a
+ * body's message may echo the prompt, which never goes to the log.
+ */
+function errorKind(body: string): { type?: unknown; code?: unknown } | null {
+  try {
+    const parsed = JSON.parse(body) as { error?: { type?: unknown; code?: unknown }; type?: unknown };
+    const e = parsed.error ?? parsed;
+    const plain = (v: unknown) => (typeof v === 'string' && /^[\w.-]{1,64}$/.test(v) ? v : undefined);
+    return { type: plain(e.type), code: plain(e.code) };
+  } catch {
+    return null;
+  }
 }

@@ -39,7 +39,9 @@ export function startRecord(args: {
 }): StartRecord {
   const { principal, request, prepared } = args;
   const isNew = prepared.existing === null;
-  const title = request.input.find((m) => m.role === 'user')?.content.map((p) => p.text).join(' ').slice(0, 100) ?? null;
+  const first = request.input.find((m) => m.role === 'user')?.content.map((p) => p.text).join(' ');
+  // By code points, so an emoji at the cut is not split into a lone surrogate.
+  const title = first === undefined ? null : Array.from(first).slice(0, 100).join('');
   return {
     responseId: args.responseId,
     instanceId: args.instanceId,
