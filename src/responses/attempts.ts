@@ -185,7 +185,7 @@ function describe(err: unknown): string {
  */
 function errorKind(body: string): { type?: unknown; code?: unknown } | null {
   try {
-    const parsed = JSON.parse(body) as { error?: { type?: unknown; code?: unknown }; type?: unknown };
+    const parsed = JSON.parse(body) as { error?: { type?: unknown; code?: unknown }; type?: unknown; code?: unknown };
     const e = parsed.error ?? parsed;
     const plain = (v: unknown) => (typeof v === 'string' && /^[\w.-]{1,64}$/.test(v) ? v : undefined);
     return { type: plain(e.type), code: plain(e.code) };
