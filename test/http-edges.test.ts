@@ -80,17 +80,18 @@ describe('errors in the envelope', () => {
     expectEnvelope(res, 400, 'invalid_request_error', 'invalid_uuid');
   });
 
-  it('answers a database failure with 500 internal_error and no internals', async () => {
+  it('answers a database that is gone with 503 database_unavailable and no internals', async () => {
     const doomed = await openTestDatabase();
     const broken = await testApp(doomed);
     await doomed.close();
     try {
       const res = await broken.inject({ method: 'POST', url: '/admin/v1/organizations', headers: adminHeaders, payload: { name: 'x' } });
-      const body = expectEnvelope(res, 500, 'server_error', 'internal_error');
+      const body = expectEnvelope(res, 503, 'server_error', 'database_unavailable');
+      expect(res.headers['retry-after']).toBe('1');
       expect(JSON.stringify(body)).not.toMatch(/stack|at .*\.ts|pglite|pool|postgres/i);
       const ready = await broken.inject({ method: 'GET', url: '/readyz' });
       expectEnvelope(ready, 503, 'server_error', 'not_ready');
-      expect(ready.json().checks).toMatchObject({ database: 'unreachable' });
+      expect(ready.json().checks.database).toMatch(/^unreachable: /);
     } finally {
       await broken.close();
     }
@@ -100,7 +101,12 @@ describe('errors in the envelope', () => {
 describe('health', () => {
   it('answers /healthz and /readyz without auth', async () => {
     expect((await app.inject({ method: 'GET', url: '/healthz' })).json()).toEqual({ status: 'ok' });
-    expect((await app.inject({ method: 'GET', url: '/readyz' })).json()).toEqual({ status: 'ready', checks: { database: 'ok', models: 'ok' }, routing: {} });
+    expect((await app.inject({ method: 'GET', url: '/readyz' })).json()).toEqual({
+      status: 'ready',
+      checks: { database: 'ok', models: 'ok', routing: 'ok' },
+      routing_state: { state: 'ok', open: [], cooling: [] },
+      routing: {},
+    });
   });
 });
 

@@ -140,7 +140,7 @@ describe('a server without models', () => {
     try {
       const ready = await app.inject({ method: 'GET', url: '/readyz' });
       expect(ready.statusCode).toBe(503);
-      expect(ready.json().checks).toEqual({ database: 'ok', models: expect.stringContaining('EUGPT_CONFIG') });
+      expect(ready.json().checks).toEqual({ database: 'ok', models: expect.stringContaining('EUGPT_CONFIG'), routing: 'ok' });
       const tenant = await (await import('./helpers/app.ts')).createTenant(app);
       const res = await app.inject({ method: 'POST', url: '/v1/responses', headers: bearer(tenant.key), payload: { input: 'x' } });
       expect(res.statusCode).toBe(503);
