@@ -150,6 +150,30 @@ if (TEST_DATABASE_URL !== undefined) {
       expect((await fetch(`${s.origin}/readyz`)).status).toBe(200);
     });
 
+    it('fails a request fast with 503 when a lock is held elsewhere, instead of hanging', async () => {
+      const locked = await serve(await openDatabase({ databaseUrl, timeouts: { lockMs: 300 } }));
+      try {
+        const patched = await locked.app.inject({
+          method: 'PATCH',
+          url: `/admin/v1/organizations/${locked.tenant.orgId}`,
+          headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+          payload: { daily_token_limit: 1_000_000 },
+        });
+        expect(patched.statusCode).toBe(200);
+        await admin.query('begin');
+        await admin.query('lock table usage_totals in exclusive mode');
+        const started = performance.now();
+        const r = await ask(locked);
+        const waited = performance.now() - started;
+        await admin.query('rollback');
+        expectUnavailable(r);
+        expect(waited).toBeLessThan(5_000);
+        expect((await ask(locked)).status).toBe(200);
+      } finally {
+        await locked.close();
+      }
+    });
+
     it('keeps a finished answer through an outage and stores it when the database is back', async () => {
       let release!: () => void;
       const hold = new Promise<void>((r) => (release = r));

@@ -60,7 +60,11 @@ export class Batcher<J> {
         },
       };
       this.queue.push(entry);
-      if (!this.running) void this.drain();
+      if (!this.running) {
+        // Jobs added in the same tick (one upstream read often finishes several responses) share the first batch.
+        this.running = true;
+        queueMicrotask(() => void this.drain());
+      }
     });
   }
 
@@ -92,7 +96,6 @@ export class Batcher<J> {
   }
 
   private async drain(): Promise<void> {
-    this.running = true;
     try {
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, this.opts.maxBatch);
