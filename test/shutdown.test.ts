@@ -1,60 +1,28 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN } from './helpers/app.ts';
-import { TEST_DATABASE_URL } from './helpers/db.ts';
+import { adminPost, startChildServer, type ChildServer } from './helpers/child-server.ts';
 import { startFakeUpstream, type FakeUpstream } from './helpers/fake-openai.ts';
 import { writeConfig } from './helpers/harness.ts';
 
-const BIN = new URL('../bin/eugpt.js', import.meta.url).pathname;
 let upstream: FakeUpstream;
-let server: ChildProcess;
+let server: ChildServer;
 let origin: string;
-let exited: Promise<number | null>;
 
-async function admin(path: string, body: unknown) {
-  const res = await fetch(`${origin}/admin/v1${path}`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  return (await res.json()) as Record<string, string>;
-}
+const admin = (path: string, body: unknown) => adminPost(origin, path, body);
 
 beforeAll(async () => {
   upstream = await startFakeUpstream({ chunks: Array.from({ length: 15 }, (_, i) => `part${i} `), delayBetweenMs: 100 });
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
-  origin = `http://127.0.0.1:${port}`;
-  server = spawn(process.execPath, [BIN, 'serve'], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      PORT: String(port),
-      EUGPT_ADMIN_TOKEN: ADMIN_TOKEN,
-      EUGPT_CONFIG: writeConfig(upstream.url),
-      FAKE_UPSTREAM_KEY: 'k',
-      EUGPT_DATA_DIR: join(mkdtempSync(join(tmpdir(), 'eugpt-shutdown-')), 'data'),
-      EUGPT_SHUTDOWN_GRACE_MS: '10000',
-      LOG_LEVEL: 'warn',
-      ...(TEST_DATABASE_URL ? { DATABASE_URL: TEST_DATABASE_URL } : {}),
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  exited = new Promise((resolve) => server.on('exit', (code) => resolve(code)));
-  for (let i = 0; i < 150; i++) {
-    try {
-      if ((await fetch(`${origin}/healthz`)).ok) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('server did not start');
+  server = await startChildServer(
+    { EUGPT_CONFIG: writeConfig(upstream.url), FAKE_UPSTREAM_KEY: 'k', EUGPT_SHUTDOWN_GRACE_MS: '10000' },
+    join(mkdtempSync(join(tmpdir(), 'eugpt-shutdown-')), 'data'),
+  );
+  origin = server.origin;
 });
 
 afterAll(async () => {
-  server.kill('SIGKILL');
+  server.process.kill('SIGKILL');
   await upstream.close();
 });
 
@@ -75,7 +43,7 @@ describe('graceful shutdown', () => {
     let text = '';
     while (!text.includes('output_text.delta')) text += decoder.decode((await reader.read()).value, { stream: true });
 
-    server.kill('SIGTERM');
+    server.process.kill('SIGTERM');
     for (;;) {
       const { value, done } = await reader.read();
       if (done) break;
@@ -83,7 +51,7 @@ describe('graceful shutdown', () => {
     }
     expect(text).toContain('"type":"response.completed"');
     expect(text).toContain('part14');
-    expect(await exited).toBe(0);
+    expect(await server.exited).toBe(0);
     await expect(fetch(`${origin}/healthz`)).rejects.toThrow();
   });
 });

@@ -96,6 +96,7 @@ function openPostgres(url: string, max: number, timeouts: DbTimeouts, applicatio
 
   // Readiness asks on a connection of its own, made again whenever it broke.
   let probe: pg.Client | undefined;
+  let closed = false;
   const dropProbe = () => {
     const p = probe;
     probe = undefined;
@@ -105,6 +106,7 @@ function openPostgres(url: string, max: number, timeouts: DbTimeouts, applicatio
     db,
     kind: 'postgres',
     async ping(timeoutMs = 2_000) {
+      if (closed) throw new Error('the database pool is closed');
       try {
         if (probe === undefined) {
           const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: timeoutMs, statement_timeout: timeoutMs });
@@ -132,6 +134,7 @@ function openPostgres(url: string, max: number, timeouts: DbTimeouts, applicatio
       }
     },
     async close() {
+      closed = true;
       dropProbe();
       await pool.end();
     },

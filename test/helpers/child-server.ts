@@ -18,33 +18,40 @@ export interface ChildServer {
  * `dataDir`; resolves once /healthz answers.
  */
 export async function startChildServer(env: Record<string, string>, dataDir: string): Promise<ChildServer> {
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  // Port 0: the system picks a free port, and the server's "listening" log line says which.
   const child = spawn(process.execPath, [BIN, 'serve'], {
     env: {
       PATH: process.env.PATH ?? '',
-      PORT: String(port),
+      PORT: '0',
       EUGPT_ADMIN_TOKEN: ADMIN_TOKEN,
       EUGPT_DATA_DIR: dataDir,
-      LOG_LEVEL: 'warn',
+      LOG_LEVEL: 'info',
       ...(TEST_DATABASE_URL ? { DATABASE_URL: TEST_DATABASE_URL } : {}),
       ...env,
     },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    stdio: ['ignore', 'pipe', 'inherit'],
   });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  let gone = false;
-  void exited.then(() => (gone = true));
-  const origin = `http://127.0.0.1:${port}`;
-  // Start-up takes as long as it takes on a busy machine: wait for the process to answer, or to exit.
-  for (;;) {
-    if (gone) throw new Error(`eugpt serve exited before answering (code ${await exited})`);
-    try {
-      if ((await fetch(`${origin}/healthz`)).ok) return { origin, process: child, exited };
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  // Start-up takes as long as it takes on a busy machine: wait for the line that says where it listens, or for the exit.
+  const tail: string[] = [];
+  const listening = new Promise<string>((resolve, reject) => {
+    let buffered = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      buffered += chunk;
+      const lines = buffered.split('\n');
+      buffered = lines.pop()!;
+      for (const line of lines) {
+        tail.push(line);
+        tail.splice(0, Math.max(0, tail.length - 20));
+        const at = /"msg":"Server listening at (http:\/\/127\.0\.0\.1:\d+)"/.exec(line);
+        if (at) resolve(at[1]!);
+      }
+    });
+    void exited.then((code) => reject(new Error(`eugpt serve exited before listening (code ${code}):\n${tail.join('\n')}`)));
+  });
+  const origin = await listening;
+  child.stdout.resume();
+  return { origin, process: child, exited };
 }
 
 export async function adminPost(origin: string, path: string, body: unknown, method = 'POST'): Promise<Record<string, string>> {
