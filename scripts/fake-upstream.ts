@@ -1,13 +1,118 @@
-// A zero-latency OpenAI-compatible upstream for benchmarks: every answer is
-// ANSWER_TOKENS one-token chunks, on FAKE_PORT (default: any free port).
-// Prints its base URL on the first line.
-import { startFakeUpstream } from '../test/helpers/fake-openai.ts';
+// An OpenAI-compatible upstream for benchmarks and the soak test: streamed
+// chat completions on POST /v1/chat/completions, on FAKE_PORT (default: any
+// free port). Prints its base URL on the first line.
+//
+// Every answer is ANSWER_TOKENS one-token chunks (default 200), TOKEN_DELAY_MS
+// apart (default 0; the first token comes at once). A prompt may override both for its own request with
+// `[[tokens:300]]` and `[[delay:20]]` anywhere in its last message, so one
+// upstream serves runs of different shapes.
+//
+// It is written for throughput rather than reused from the test fakes: it
+// shares the benchmark machine's cores with the server under test, so a
+// zero-delay answer is built once per shape and sent with a single write.
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 
-const tokens = Number(process.env.ANSWER_TOKENS ?? 200);
-const upstream = await startFakeUpstream(
-  { chunks: Array.from({ length: tokens }, (_, i) => (i === 0 ? 'tok' : ' tok')) },
-  Number(process.env.FAKE_PORT ?? 0),
-);
-// Benchmarks send many requests: keep no per-request record.
-setInterval(() => (upstream.requests.length = 0), 1000).unref();
-process.stdout.write(`${upstream.url}\n`);
+const defaultTokens = Number(process.env.ANSWER_TOKENS ?? 200);
+const defaultDelay = Number(process.env.TOKEN_DELAY_MS ?? 0);
+
+interface Shape {
+  tokens: number;
+  delayMs: number;
+  stream: boolean;
+  model: string;
+}
+
+const sse = (payload: unknown) => `data: ${JSON.stringify(payload)}\n\n`;
+const base = (model: string) => ({ id: 'chatcmpl-fake', object: 'chat.completion.chunk', created: 1, model });
+const textChunk = (model: string, text: string) => sse({ ...base(model), choices: [{ index: 0, delta: { content: text }, finish_reason: null }] });
+const head = (model: string) => sse({ ...base(model), choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] });
+const tail = (model: string, tokens: number) =>
+  sse({ ...base(model), choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] }) +
+  sse({ ...base(model), choices: [], usage: { prompt_tokens: 11, completion_tokens: tokens, total_tokens: 11 + tokens } }) +
+  'data: [DONE]\n\n';
+
+/** Whole zero-delay answers by model and length: the benchmark asks for the same few again and again. */
+const whole = new Map<string, string>();
+function wholeAnswer(model: string, tokens: number): string {
+  const key = `${model}\0${tokens}`;
+  let text = whole.get(key);
+  if (text === undefined) {
+    text = head(model);
+    for (let i = 0; i < tokens; i++) text += textChunk(model, i === 0 ? 'tok' : ' tok');
+    text += tail(model, tokens);
+    whole.set(key, text);
+  }
+  return text;
+}
+
+function shapeOf(raw: string): Shape {
+  const body = JSON.parse(raw || '{}') as { model?: unknown; stream?: unknown; messages?: { content?: unknown }[] };
+  const last = body.messages?.at(-1)?.content;
+  const prompt =
+    typeof last === 'string' ? last : Array.isArray(last) ? last.map((p: { text?: unknown }) => (typeof p.text === 'string' ? p.text : '')).join(' ') : '';
+  const tokens = /\[\[tokens:(\d+)\]\]/.exec(prompt);
+  const delay = /\[\[delay:(\d+)\]\]/.exec(prompt);
+  return {
+    tokens: tokens ? Number(tokens[1]) : defaultTokens,
+    delayMs: delay ? Number(delay[1]) : defaultDelay,
+    stream: body.stream !== false,
+    model: typeof body.model === 'string' ? body.model : 'fake',
+  };
+}
+
+async function play(shape: Shape, res: ServerResponse) {
+  const { model, tokens } = shape;
+  if (!shape.stream) {
+    // Non-streamed chat completion, for clients (or gateways) that ask for one.
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(
+      JSON.stringify({
+        id: 'chatcmpl-fake',
+        object: 'chat.completion',
+        created: 1,
+        model,
+        choices: [{ index: 0, message: { role: 'assistant', content: Array.from({ length: tokens }, (_, i) => (i === 0 ? 'tok' : ' tok')).join('') }, finish_reason: 'stop' }],
+        usage: { prompt_tokens: 11, completion_tokens: tokens, total_tokens: 11 + tokens },
+      }),
+    );
+    return;
+  }
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+  if (shape.delayMs === 0) {
+    res.end(wholeAnswer(model, tokens));
+    return;
+  }
+  // The first token comes with the role chunk, as from a model whose prompt is processed: the delay is between tokens.
+  res.write(head(model) + (tokens > 0 ? textChunk(model, 'tok') : ''));
+  for (let i = 1; i < tokens; i++) {
+    await new Promise((r) => setTimeout(r, shape.delayMs));
+    if (res.destroyed) return;
+    res.write(textChunk(model, ' tok'));
+  }
+  res.end(tail(model, tokens));
+}
+
+const server = createServer((req, res) => {
+  let raw = '';
+  req.setEncoding('utf8');
+  req.on('data', (d: string) => (raw += d));
+  req.on('end', () => {
+    if (req.method !== 'POST' || req.url !== '/v1/chat/completions') {
+      res.writeHead(404).end();
+      return;
+    }
+    let shape: Shape;
+    try {
+      shape = shapeOf(raw);
+    } catch {
+      res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":{"message":"body is not JSON","type":"invalid_request_error"}}');
+      return;
+    }
+    play(shape, res).catch(() => res.destroy());
+  });
+});
+server.keepAliveTimeout = 65_000;
+server.listen(Number(process.env.FAKE_PORT ?? 0), '127.0.0.1', () => {
+  process.stdout.write(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v1\n`);
+});
