@@ -26,7 +26,7 @@ describe('group commit', () => {
     const t = table(() => undefined);
     const b = new Batcher<number>({ write: t.write, maxBatch: 100, retryJob: () => true });
     const first = Promise.all(Array.from({ length: 20 }, (_, i) => b.add(i)));
-    await Promise.resolve(); // the first batch has started
+    await new Promise((r) => setImmediate(r)); // the first batch is being written
     const second = Promise.all(Array.from({ length: 30 }, (_, i) => b.add(20 + i)));
     await Promise.all([first, second]);
     expect(t.committed.sort((x, y) => x - y)).toEqual(Array.from({ length: 50 }, (_, i) => i));

@@ -118,11 +118,18 @@ if (TEST_DATABASE_URL !== undefined) {
       await admin.query('begin');
       await admin.query('lock table usage_totals in share row exclusive mode');
       const inFlight = Array.from({ length: 40 }, () => ask(s));
-      for (;;) {
-        const waiting = await admin.query("select 1 from pg_stat_activity where application_name = $1 and wait_event_type = 'Lock'", [name]);
-        if (waiting.rowCount! > 0) break;
-        await new Promise((r) => setTimeout(r, 10));
-      }
+      // Wait until a write of the server is blocked on the table, inside its transaction. (Statistics views are
+      // read once per transaction unless the snapshot is cleared, and this session is inside one.)
+      const ours = async () => {
+        await admin.query('select pg_stat_clear_snapshot()');
+        const rows = await admin.query<{ pid: number }>(
+          "select l.pid from pg_locks l join pg_stat_activity a on a.pid = l.pid where l.relation = 'usage_totals'::regclass and not l.granted and a.application_name = $1",
+          [name],
+        );
+        return rows.rowCount ?? 0;
+      };
+      while ((await ours()) === 0) await new Promise((r) => setTimeout(r, 10));
+      await admin.query('select pg_stat_clear_snapshot()');
       await admin.query('select pg_terminate_backend(pid) from pg_stat_activity where application_name = $1', [name]);
       await admin.query('rollback');
       const answers = await Promise.all(inFlight);

@@ -19,6 +19,12 @@ export interface BatcherOptions<J> {
   /** Writes the jobs in one transaction; throws if nothing was written. */
   write(jobs: J[]): Promise<void>;
   maxBatch: number;
+  /**
+   * Batches written at once (default 1). Above 1, a new batch starts while
+   * others are in flight, so the round trips and commits of several batches
+   * overlap; only for a database with several connections.
+   */
+  concurrency?: number;
   /** Whether a job should wait through a database outage (true) or fail at once (false). */
   retryJob(job: J): boolean;
   /** Backoff between retries of an unreachable database: doubles from `minMs` to `maxMs`. */
@@ -37,7 +43,8 @@ interface Entry<J> {
 
 export class Batcher<J> {
   private queue: Entry<J>[] = [];
-  private running = false;
+  private inFlight = 0;
+  private scheduled = false;
   private idleWaiters: (() => void)[] = [];
   private closed = false;
 
@@ -60,22 +67,18 @@ export class Batcher<J> {
         },
       };
       this.queue.push(entry);
-      if (!this.running) {
-        // Jobs added in the same tick (one upstream read often finishes several responses) share the first batch.
-        this.running = true;
-        queueMicrotask(() => void this.drain());
-      }
+      this.schedule();
     });
   }
 
-  /** Jobs waiting or being written. */
+  /** Jobs waiting, and batches being written. */
   get pending(): number {
-    return this.queue.length + (this.running ? 1 : 0);
+    return this.queue.length + this.inFlight;
   }
 
   /** Resolves when every job queued so far has been written or rejected. */
   async idle(): Promise<void> {
-    if (!this.running && this.queue.length === 0) return;
+    if (this.inFlight === 0 && this.queue.length === 0) return;
     await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
@@ -95,16 +98,32 @@ export class Batcher<J> {
     }
   }
 
-  private async drain(): Promise<void> {
-    try {
-      while (this.queue.length > 0) {
-        const batch = this.queue.splice(0, this.opts.maxBatch);
-        await this.writeWithRetry(batch);
-      }
-    } finally {
-      this.running = false;
-      for (const wake of this.idleWaiters.splice(0)) wake();
-    }
+  /**
+   * Starts a batch on the next turn of the event loop, when a slot is free
+   * and jobs wait. The turn matters: an embedded database answers without
+   * real I/O, so a batch started at once would be written before any other
+   * request's data is even read, and every batch would hold one job; after
+   * one turn, the jobs of every request whose data was waiting go together.
+   */
+  private schedule(): void {
+    if (this.scheduled || this.queue.length === 0 || this.inFlight >= (this.opts.concurrency ?? 1)) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.startBatch();
+    });
+  }
+
+  private startBatch(): void {
+    if (this.queue.length === 0 || this.inFlight >= (this.opts.concurrency ?? 1)) return;
+    const batch = this.queue.splice(0, this.opts.maxBatch);
+    this.inFlight++;
+    void this.writeWithRetry(batch).finally(() => {
+      this.inFlight--;
+      this.schedule();
+      if (this.inFlight === 0 && this.queue.length === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+    });
+    this.schedule();
   }
 
   private async writeWithRetry(batch: Entry<J>[]): Promise<void> {

@@ -106,19 +106,42 @@ export interface UsageDelta extends UsageKey {
   reservedTokens: number;
 }
 
-/** Adds deltas to locked rows, in memory; returns the rows that changed. */
-export function applyDeltas(rows: Map<string, UsageRow>, deltas: UsageDelta[]): Set<string> {
-  const changed = new Set<string>();
+/**
+ * Adds deltas to their rows (creating missing ones) in one statement: the
+ * rows are summed per key first and written in the global order, so the
+ * statement takes its row locks in the same order as every other writer.
+ * The rows are sent as one JSON parameter, which costs far less to build and
+ * send than a parameter per value.
+ */
+export async function addUsage(tx: Db, deltas: UsageDelta[]): Promise<void> {
+  if (deltas.length === 0) return;
+  const summed = new Map<string, UsageDelta>();
   for (const d of deltas) {
     const key = usageKey(d);
-    const row = rows.get(key);
-    if (row === undefined) throw new Error(`usage row ${key} was not locked`);
-    row.inputTokens += d.inputTokens;
-    row.outputTokens += d.outputTokens;
-    row.totalTokens += d.totalTokens;
-    row.requests += d.requests;
-    row.reservedTokens = Math.max(0, row.reservedTokens + d.reservedTokens);
-    changed.add(key);
+    const s = summed.get(key);
+    if (s === undefined) summed.set(key, { ...d });
+    else {
+      s.inputTokens += d.inputTokens;
+      s.outputTokens += d.outputTokens;
+      s.totalTokens += d.totalTokens;
+      s.requests += d.requests;
+      s.reservedTokens += d.reservedTokens;
+    }
   }
-  return changed;
+  const rows = [...summed.entries()]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([, d]) => ({ st: d.subjectType, sid: d.subjectId, w: d.window, ws: d.windowStart, i: d.inputTokens, o: d.outputTokens, t: d.totalTokens, r: d.requests, res: d.reservedTokens }));
+  // A negative reserved delta gives back a reservation, which was held in an existing row: it never lands on a new one.
+  await tx.execute(sql`
+    insert into usage_totals (subject_type, subject_id, "window", window_start, input_tokens, output_tokens, total_tokens, requests, reserved_tokens)
+    select st, sid, w, ws, i, o, t, r, res
+    from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
+      as x(st text, sid uuid, w text, ws date, i bigint, o bigint, t bigint, r int, res bigint)
+    order by st, sid, w, ws
+    on conflict (subject_type, subject_id, "window", window_start) do update set
+      input_tokens = usage_totals.input_tokens + excluded.input_tokens,
+      output_tokens = usage_totals.output_tokens + excluded.output_tokens,
+      total_tokens = usage_totals.total_tokens + excluded.total_tokens,
+      requests = usage_totals.requests + excluded.requests,
+      reserved_tokens = greatest(0, usage_totals.reserved_tokens + excluded.reserved_tokens)`);
 }

@@ -3,7 +3,7 @@ import type { Limits, Principal } from '../auth/key-auth.ts';
 import type { Db } from '../db/client.ts';
 import { reservations, usageTotals } from '../db/schema.ts';
 import { ApiError } from '../http/api-error.ts';
-import { applyDeltas, lockUsage, usageKey, writeUsage, type UsageDelta, type UsageKey, type UsageRow } from './ledger.ts';
+import { addUsage, usageKey, type UsageDelta, type UsageKey, type UsageRow } from './ledger.ts';
 import { secondsUntil, type Window, type WindowKind } from './windows.ts';
 
 /**
@@ -227,9 +227,10 @@ export async function releaseExpired(db: Db, now: number, batch = 100): Promise<
       tx,
       expired.map((r) => r.id),
     );
-    const deltas = [...claimed.values()].flatMap((c) => releaseDeltas(c.held, c.estimate));
-    const rows = await lockUsage(tx, deltas);
-    await writeUsage(tx, [...applyDeltas(rows, deltas)].map((k) => rows.get(k)!));
+    await addUsage(
+      tx,
+      [...claimed.values()].flatMap((c) => releaseDeltas(c.held, c.estimate)),
+    );
     return claimed.size;
   });
 }

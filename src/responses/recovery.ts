@@ -1,7 +1,7 @@
 import { eq, inArray, sql } from 'drizzle-orm';
 import { rowsOf, type Db } from '../db/client.ts';
 import { instances, responses } from '../db/schema.ts';
-import { applyDeltas, lockUsage, writeUsage } from '../limits/ledger.ts';
+import { addUsage } from '../limits/ledger.ts';
 import { claimReservations, usageDeltas } from '../limits/quota.ts';
 import { countTokens } from '../tokens.ts';
 import type { ResponseBuilder } from './builder.ts';
@@ -176,8 +176,7 @@ async function finalise(tx: Db, rows: Row[]): Promise<void> {
           e.pending.reservationId === null ? null : claimed.get(e.pending.reservationId) ?? null,
         ),
   );
-  const usageRows = await lockUsage(tx, deltas);
-  await writeUsage(tx, [...applyDeltas(usageRows, deltas)].map((k) => usageRows.get(k)!));
+  await addUsage(tx, deltas);
 
   for (const e of ended) {
     await tx
@@ -202,6 +201,7 @@ async function finalise(tx: Db, rows: Row[]): Promise<void> {
       .map((e) => ({
         conversationId: e.row.conversationId!,
         responseId: e.row.id,
+        isNew: false,
         items: [
           ...(e.pending?.input ?? []),
           ...(e.text === '' ? [] : [{ role: 'assistant', content: [{ type: 'output_text', text: e.text }], tokens: e.usage.output_tokens }]),

@@ -85,6 +85,7 @@ export function finishRecord(attempt: Attempt, principal: Principal, request: Cr
     organizationId: principal.organizationId,
     keyId: principal.keyId,
     conversationId: attempt.context.conversationId,
+    newConversation: attempt.context.newConversation,
     projectId: request.projectId,
     model: b.model,
     status: body.status === 'in_progress' ? 'incomplete' : body.status,

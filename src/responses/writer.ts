@@ -3,7 +3,7 @@ import { rowsOf, type Db } from '../db/client.ts';
 import { Batcher } from '../db/batcher.ts';
 import { isDatabaseUnavailable } from '../db/errors.ts';
 import { conversationItems, conversations, reservations, responses } from '../db/schema.ts';
-import { applyDeltas, lockUsage, writeUsage, type UsageDelta } from '../limits/ledger.ts';
+import { addUsage, lockUsage, writeUsage, type UsageDelta } from '../limits/ledger.ts';
 import {
   claimReservations,
   decideAdmission,
@@ -69,6 +69,8 @@ export interface StartRecord extends Owner {
 export interface FinishRecord extends Owner {
   responseId: string;
   conversationId: string;
+  /** The conversation was created by this response's admission. */
+  newConversation: boolean;
   projectId: string | null;
   model: string;
   status: 'completed' | 'failed' | 'incomplete';
@@ -95,7 +97,14 @@ type Job =
   | { kind: 'finish'; record: FinishRecord; counted?: boolean }
   | { kind: 'release'; record: ReleaseRecord };
 
-/** Rows per multi-row statement: well below PostgreSQL's 65,535 parameters with the widest row. */
+/**
+ * Rows go to the database as one JSON parameter per statement, unpacked by
+ * jsonb_to_recordset: building and sending one parameter costs a fraction of
+ * one per value, which matters on the hot path of every request.
+ */
+const recordset = (rows: object[], columns: string) => sql`jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(${sql.raw(columns)})`;
+
+/** Rows per statement: bounds the size of one parameter. */
 const CHUNK = 500;
 
 const chunks = <T>(all: T[], size = CHUNK): T[][] => {
@@ -104,105 +113,161 @@ const chunks = <T>(all: T[], size = CHUNK): T[][] => {
   return out;
 };
 
+const RESPONSE_COLUMNS =
+  'id uuid, user_id uuid, organization_id uuid, conversation_id uuid, project_id uuid, api_key_id uuid, model text, status text, ' +
+  'input_tokens int, output_tokens int, cached_tokens int, reasoning_tokens int, total_tokens int, created_at timestamptz, ' +
+  'completed_at timestamptz, first_token_ms int, duration_ms int, body jsonb, error jsonb, instance_id uuid, pending jsonb';
+const RESPONSE_NAMES = RESPONSE_COLUMNS.split(', ')
+  .map((c) => c.split(' ')[0])
+  .join(', ');
+
 function responseRow(r: FinishRecord | StartRecord, end: FinishRecord | null) {
   const start = end === null ? (r as StartRecord) : null;
   return {
     id: r.responseId,
-    userId: r.userId,
-    organizationId: r.organizationId,
-    conversationId: end?.conversationId ?? start!.conversation.id,
-    projectId: r.projectId,
-    apiKeyId: r.keyId,
+    user_id: r.userId,
+    organization_id: r.organizationId,
+    conversation_id: end?.conversationId ?? start!.conversation.id,
+    project_id: r.projectId,
+    api_key_id: r.keyId,
     model: r.model,
-    status: end?.status ?? ('in_progress' as const),
-    inputTokens: end?.usage.inputTokens ?? 0,
-    outputTokens: end?.usage.outputTokens ?? 0,
-    cachedTokens: end?.usage.cachedTokens ?? 0,
-    reasoningTokens: end?.usage.reasoningTokens ?? 0,
-    totalTokens: end?.usage.totalTokens ?? 0,
-    createdAt: new Date(r.createdAt),
-    completedAt: end === null || end.completedAt === null ? null : new Date(end.completedAt),
-    firstTokenMs: end?.firstTokenMs ?? null,
-    durationMs: end?.durationMs ?? null,
+    status: end?.status ?? 'in_progress',
+    input_tokens: end?.usage.inputTokens ?? 0,
+    output_tokens: end?.usage.outputTokens ?? 0,
+    cached_tokens: end?.usage.cachedTokens ?? 0,
+    reasoning_tokens: end?.usage.reasoningTokens ?? 0,
+    total_tokens: end?.usage.totalTokens ?? 0,
+    created_at: new Date(r.createdAt).toISOString(),
+    completed_at: end === null || end.completedAt === null ? null : new Date(end.completedAt).toISOString(),
+    first_token_ms: end?.firstTokenMs ?? null,
+    duration_ms: end?.durationMs ?? null,
     body: r.body,
     error: r.body.error,
-    instanceId: start?.instanceId ?? null,
+    instance_id: start?.instanceId ?? null,
     pending: start?.pending ?? null,
   };
 }
-
-const excluded = (column: string) => sql.raw(`excluded.${column}`);
 
 /** Ends rows still in progress; returns the ids this batch ended (the others were recovered elsewhere). */
 async function endResponses(tx: Db, finishes: FinishRecord[]): Promise<Set<string>> {
   const ended = new Set<string>();
   for (const part of chunks(finishes, 200)) {
-    const rows = await tx
-      .insert(responses)
-      .values(part.map((f) => responseRow(f, f)))
-      .onConflictDoUpdate({
-        target: responses.id,
-        set: {
-          model: excluded('model'),
-          status: excluded('status'),
-          inputTokens: excluded('input_tokens'),
-          outputTokens: excluded('output_tokens'),
-          cachedTokens: excluded('cached_tokens'),
-          reasoningTokens: excluded('reasoning_tokens'),
-          totalTokens: excluded('total_tokens'),
-          completedAt: excluded('completed_at'),
-          firstTokenMs: excluded('first_token_ms'),
-          durationMs: excluded('duration_ms'),
-          body: excluded('body'),
-          error: excluded('error'),
-          instanceId: sql`null`,
-          pending: sql`null`,
-        },
-        setWhere: sql`${responses.status} = 'in_progress'`,
-      })
-      .returning({ id: responses.id });
+    const rows = rowsOf<{ id: string }>(
+      await tx.execute(sql`
+        insert into responses (${sql.raw(RESPONSE_NAMES)})
+        select ${sql.raw(RESPONSE_NAMES)} from ${recordset(
+          part.map((f) => responseRow(f, f)),
+          RESPONSE_COLUMNS,
+        )}
+        on conflict (id) do update set
+          model = excluded.model, status = excluded.status, input_tokens = excluded.input_tokens,
+          output_tokens = excluded.output_tokens, cached_tokens = excluded.cached_tokens,
+          reasoning_tokens = excluded.reasoning_tokens, total_tokens = excluded.total_tokens,
+          completed_at = excluded.completed_at, first_token_ms = excluded.first_token_ms,
+          duration_ms = excluded.duration_ms, body = excluded.body, error = excluded.error,
+          instance_id = null, pending = null
+        where responses.status = 'in_progress'
+        returning id`),
+    );
     for (const r of rows) ended.add(r.id);
   }
   return ended;
 }
 
+interface ItemBatch {
+  conversationId: string;
+  responseId: string;
+  items: StoredItem[];
+  /** The conversation was made for this response: nobody else has written to it, its activity time is its creation. */
+  isNew: boolean;
+}
+
 /** Appends items to conversations, each after the conversation's last position, under the conversation's row lock. */
-export async function appendItems(tx: Db, batches: { conversationId: string; responseId: string; items: StoredItem[] }[]): Promise<void> {
+export async function appendItems(tx: Db, batches: ItemBatch[]): Promise<void> {
   const withItems = batches.filter((b) => b.items.length > 0);
   if (withItems.length === 0) return;
   const ids = [...new Set(withItems.map((b) => b.conversationId))].sort();
   // The row locks order concurrent writers of one conversation, so positions never collide.
-  await tx.execute(sql`select id from conversations where id in (${sql.join(
-    ids.map((id) => sql`${id}::uuid`),
-    sql`, `,
-  )}) order by id for no key update`);
-  const last = rowsOf<{ conversation_id: string; max: number | string | null }>(
+  const last = rowsOf<{ id: string; max: number | string | null }>(
     await tx.execute(sql`
-      select conversation_id, max(position) as max from conversation_items
-      where conversation_id in (${sql.join(
-        ids.map((id) => sql`${id}::uuid`),
-        sql`, `,
-      )})
-      group by conversation_id`),
+      select c.id, (select max(i.position) from conversation_items i where i.conversation_id = c.id) as max
+      from conversations c
+      where c.id in (select value::uuid from jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb))
+      order by c.id
+      for no key update of c`),
   );
   const next = new Map(ids.map((id) => [id, 0]));
-  for (const r of last) if (r.max !== null) next.set(r.conversation_id, Number(r.max) + 1);
+  for (const r of last) if (r.max !== null) next.set(r.id, Number(r.max) + 1);
   const rows = withItems.flatMap((b) =>
     b.items.map((it) => {
       const position = next.get(b.conversationId)!;
       next.set(b.conversationId, position + 1);
-      return { conversationId: b.conversationId, position, role: it.role, content: it.content, tokens: it.tokens, responseId: b.responseId };
+      return { conversation_id: b.conversationId, position, role: it.role, content: it.content, tokens: it.tokens, response_id: b.responseId };
     }),
   );
-  for (const part of chunks(rows)) await tx.insert(conversationItems).values(part);
-  await tx.update(conversations).set({ updatedAt: new Date() }).where(inArray(conversations.id, ids));
+  for (const part of chunks(rows)) {
+    await tx.execute(sql`
+      insert into conversation_items (conversation_id, position, role, content, tokens, response_id)
+      select conversation_id, position, role, content, tokens, response_id
+      from ${recordset(part, 'conversation_id uuid, position int, role text, content jsonb, tokens int, response_id uuid')}`);
+  }
+  const touched = [...new Set(withItems.filter((b) => !b.isNew).map((b) => b.conversationId))];
+  if (touched.length > 0) await tx.update(conversations).set({ updatedAt: new Date() }).where(inArray(conversations.id, touched));
 }
 
-async function writeBatch(tx: Db, jobs: Job[]): Promise<void> {
-  const admits = jobs.filter((j): j is Extract<Job, { kind: 'admit' }> => j.kind === 'admit');
-  const finishes = jobs.filter((j): j is Extract<Job, { kind: 'finish' }> => j.kind === 'finish');
-  const releases = jobs.flatMap((j) => (j.kind === 'release' ? [j.record] : []));
+/** Reservations and in-progress rows of requests about to call a model. */
+async function writeAdmissions(tx: Db, admits: Extract<Job, { kind: 'admit' }>[]): Promise<void> {
+  const limitedKeys = admits.flatMap((a) => (a.ask === null ? [] : heldRows(a.ask.limited)));
+  const rows = await lockUsage(tx, limitedKeys);
+  const changed = new Set<string>();
+  for (const a of admits) {
+    a.result = a.ask === null ? { admitted: true, reservation: unlimited(a.start) } : decideAdmission(rows, a.ask, changed);
+  }
+  await writeUsage(
+    tx,
+    [...changed].map((k) => rows.get(k)!),
+  );
 
+  const admitted = admits.filter((a) => a.result!.admitted);
+  const asks = admitted.flatMap((a) => (a.ask === null ? [] : [a.ask]));
+  if (asks.length > 0) {
+    await tx.insert(reservations).values(asks.map((a) => ({ id: a.id, estimate: a.estimate, held: heldRows(a.limited), expiresAt: a.expiresAt })));
+  }
+  const fresh = admitted.map((a) => a.start).filter((s) => s.conversation.isNew);
+  if (fresh.length > 0) {
+    await tx.execute(sql`
+      insert into conversations (id, user_id, organization_id, hidden, title)
+      select id, user_id, organization_id, true, title
+      from ${recordset(
+        fresh.map((s) => ({ id: s.conversation.id, user_id: s.userId, organization_id: s.organizationId, title: s.conversation.title })),
+        'id uuid, user_id uuid, organization_id uuid, title text',
+      )}
+      on conflict (id) do nothing`);
+    const system = fresh.filter((s) => s.conversation.instructions !== null && s.conversation.instructions !== '');
+    if (system.length > 0) {
+      await tx.insert(conversationItems).values(
+        system.map((s) => ({
+          conversationId: s.conversation.id,
+          position: 0,
+          role: 'system',
+          content: [{ type: 'input_text', text: s.conversation.instructions }],
+          tokens: s.conversation.instructionTokens,
+        })),
+      );
+    }
+  }
+  for (const part of chunks(admitted, 200)) {
+    await tx.execute(sql`
+      insert into responses (${sql.raw(RESPONSE_NAMES)})
+      select ${sql.raw(RESPONSE_NAMES)} from ${recordset(
+        part.map((a) => responseRow(a.start, null)),
+        RESPONSE_COLUMNS,
+      )}`);
+  }
+}
+
+/** Finished responses and released admissions. */
+async function writeEndings(tx: Db, finishes: Extract<Job, { kind: 'finish' }>[], releases: ReleaseRecord[]): Promise<void> {
   const claimed = await claimReservations(tx, [
     ...finishes.map((f) => f.record.reservationId),
     ...releases.map((r) => r.reservationId),
@@ -223,46 +288,13 @@ async function writeBatch(tx: Db, jobs: Job[]): Promise<void> {
     const c = r.reservationId === null ? undefined : claimed.get(r.reservationId);
     if (c !== undefined) deltas.push(...releaseDeltas(c.held, c.estimate));
   }
-  const limitedKeys = admits.flatMap((a) => (a.ask === null ? [] : heldRows(a.ask.limited)));
-  const rows = await lockUsage(tx, [...deltas, ...limitedKeys]);
-  const changed = applyDeltas(rows, deltas);
-  for (const a of admits) {
-    a.result = a.ask === null ? { admitted: true, reservation: unlimited(a.start) } : decideAdmission(rows, a.ask, changed);
-  }
-  await writeUsage(
-    tx,
-    [...changed].map((k) => rows.get(k)!),
-  );
-
-  const admitted = admits.filter((a) => a.result!.admitted);
-  const asks = admitted.flatMap((a) => (a.ask === null ? [] : [a.ask]));
-  if (asks.length > 0) {
-    await tx.insert(reservations).values(asks.map((a) => ({ id: a.id, estimate: a.estimate, held: heldRows(a.limited), expiresAt: a.expiresAt })));
-  }
-  const fresh = admitted.map((a) => a.start).filter((s) => s.conversation.isNew);
-  if (fresh.length > 0) {
-    await tx
-      .insert(conversations)
-      .values(fresh.map((s) => ({ id: s.conversation.id, userId: s.userId, organizationId: s.organizationId, hidden: true, title: s.conversation.title })))
-      .onConflictDoNothing();
-    const system = fresh.filter((s) => s.conversation.instructions !== null && s.conversation.instructions !== '');
-    if (system.length > 0) {
-      await tx.insert(conversationItems).values(
-        system.map((s) => ({
-          conversationId: s.conversation.id,
-          position: 0,
-          role: 'system',
-          content: [{ type: 'input_text', text: s.conversation.instructions }],
-          tokens: s.conversation.instructionTokens,
-        })),
-      );
-    }
-  }
-  for (const part of chunks(admitted, 200)) await tx.insert(responses).values(part.map((a) => responseRow(a.start, null)));
+  await addUsage(tx, deltas);
 
   await appendItems(
     tx,
-    finishes.filter((f) => f.counted).map((f) => ({ conversationId: f.record.conversationId, responseId: f.record.responseId, items: f.record.items })),
+    finishes
+      .filter((f) => f.counted)
+      .map((f) => ({ conversationId: f.record.conversationId, responseId: f.record.responseId, items: f.record.items, isNew: f.record.newConversation })),
   );
 
   if (releases.length > 0) {
@@ -272,12 +304,23 @@ async function writeBatch(tx: Db, jobs: Job[]): Promise<void> {
   }
 }
 
+async function writeBatch(tx: Db, jobs: Job[]): Promise<void> {
+  const admits = jobs.filter((j): j is Extract<Job, { kind: 'admit' }> => j.kind === 'admit');
+  const finishes = jobs.filter((j): j is Extract<Job, { kind: 'finish' }> => j.kind === 'finish');
+  const releases = jobs.flatMap((j) => (j.kind === 'release' ? [j.record] : []));
+  // Endings first: they give tokens back that admissions in the same batch may use.
+  if (finishes.length > 0 || releases.length > 0) await writeEndings(tx, finishes, releases);
+  if (admits.length > 0) await writeAdmissions(tx, admits);
+}
+
 function unlimited(start: StartRecord): Reservation {
   return { id: null, estimate: 0, windows: start.pending.windows as Reservation['windows'], held: [], states: [] };
 }
 
 export interface ResponseWriterOptions {
   maxBatch?: number;
+  /** Batches of each queue written at once: above 1 only with a pool of connections (PostgreSQL). */
+  concurrency?: number;
   onRetry?(err: unknown, attempt: number, jobs: number): void;
   /** A finished response whose content the database refused; only its facts and usage are stored. */
   onBare?(record: FinishRecord, err: unknown): void;
@@ -295,24 +338,25 @@ function bare(record: FinishRecord): FinishRecord {
 }
 
 export class ResponseWriter {
-  private readonly batcher: Batcher<Job>;
+  /** Admissions have a queue of their own: a request about to call a model never waits behind a batch of finished answers. */
+  private readonly admissions: Batcher<Job>;
+  private readonly endings: Batcher<Job>;
   private readonly onBare: (record: FinishRecord, err: unknown) => void;
 
   constructor(db: Db, opts: ResponseWriterOptions = {}) {
     this.onBare = (record, err) => opts.onBare?.(record, err);
-    this.batcher = new Batcher<Job>({
-      write: (jobs) => db.transaction((tx) => writeBatch(tx, jobs)),
-      maxBatch: opts.maxBatch ?? 256,
-      // A request not yet at a model is answered 503 at once; a finished response waits out an outage.
-      retryJob: (job) => job.kind !== 'admit',
-      onRetry: (err, attempt, jobs) => opts.onRetry?.(err, attempt, jobs),
-    });
+    const write = (jobs: Job[]) => db.transaction((tx) => writeBatch(tx, jobs));
+    const onRetry = (err: unknown, attempt: number, jobs: number) => opts.onRetry?.(err, attempt, jobs);
+    const concurrency = opts.concurrency ?? 1;
+    // A request not yet at a model is answered 503 at once; a finished response waits out an outage.
+    this.admissions = new Batcher<Job>({ write, maxBatch: opts.maxBatch ?? 256, concurrency, retryJob: () => false, onRetry });
+    this.endings = new Batcher<Job>({ write, maxBatch: opts.maxBatch ?? 256, concurrency, retryJob: () => true, onRetry });
   }
 
   /** Reserves tokens (when `ask` is given) and writes the response's in-progress row, in one commit. */
   async admit(ask: AdmissionAsk | null, start: StartRecord): Promise<AdmissionResult> {
     const job: Job = { kind: 'admit', ask, start };
-    await this.batcher.add(job);
+    await this.admissions.add(job);
     return job.result!;
   }
 
@@ -323,29 +367,29 @@ export class ResponseWriter {
    */
   async finish(record: FinishRecord): Promise<'stored' | 'bare'> {
     try {
-      await this.batcher.add({ kind: 'finish', record });
+      await this.endings.add({ kind: 'finish', record });
       return 'stored';
     } catch (err) {
       if (isDatabaseUnavailable(err)) throw err;
       this.onBare(record, err);
-      await this.batcher.add({ kind: 'finish', record: bare(record) });
+      await this.endings.add({ kind: 'finish', record: bare(record) });
       return 'bare';
     }
   }
 
   async release(record: ReleaseRecord): Promise<void> {
-    await this.batcher.add({ kind: 'release', record });
+    await this.endings.add({ kind: 'release', record });
   }
 
   get pending(): number {
-    return this.batcher.pending;
+    return this.admissions.pending + this.endings.pending;
   }
 
-  idle(): Promise<void> {
-    return this.batcher.idle();
+  async idle(): Promise<void> {
+    await Promise.all([this.admissions.idle(), this.endings.idle()]);
   }
 
-  close(graceMs: number): Promise<void> {
-    return this.batcher.close(graceMs);
+  async close(graceMs: number): Promise<void> {
+    await Promise.all([this.admissions.close(graceMs), this.endings.close(graceMs)]);
   }
 }
