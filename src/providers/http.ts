@@ -142,10 +142,12 @@ export const DONE = Symbol('done');
  * the connection, also when the consumer stops early.
  */
 export async function* jsonEvents(call: UpstreamCall): AsyncGenerator<{ event: string | undefined; data: unknown }> {
+  let finished = false;
   try {
     for await (const message of readSse(call.body)) {
       call.firstEvent();
       if (message.data === '[DONE]') {
+        finished = true;
         yield { event: message.event, data: DONE };
         continue;
       }
@@ -161,7 +163,11 @@ export async function* jsonEvents(call: UpstreamCall): AsyncGenerator<{ event: s
     throw call.explain(err);
   } finally {
     call.done();
-    // Leaving early (the consumer stopped) must not leave the upstream generating.
-    if (!call.body.destroyed) call.body.destroy();
+    if (!call.body.destroyed) {
+      // After [DONE] only the end of the body is left: reading it keeps the connection for the next call, where
+      // destroying it would abort the request. Leaving early otherwise must stop the upstream generating at once.
+      if (finished) call.body.dump({ limit: 4096 }).catch(() => undefined);
+      else call.body.destroy();
+    }
   }
 }
