@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import sensible from '@fastify/sensible';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
@@ -126,6 +127,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await recovery.start();
   // At the end of the shutdown grace period, streams still running are ended (and stored) instead of cut.
   const shutdown = new AbortController();
+  // Every request in flight listens to it: there are as many listeners as requests, which is no leak.
+  setMaxListeners(0, shutdown.signal);
   let shutdownTimer: NodeJS.Timeout | undefined;
   app.addHook('preClose', async () => {
     shutdownTimer = setTimeout(() => shutdown.abort(), config.shutdownGraceMs);
