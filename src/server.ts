@@ -68,7 +68,9 @@ export async function serve(overrides: Partial<Pick<Config, 'port' | 'host'>> = 
     await database.close();
   });
   try {
-    await app.listen({ port: config.port, host: config.host });
+    // Node's default accept backlog (511) drops connections of a burst (thousands of clients at once), which then
+    // wait for TCP's SYN retries (1 s, 3 s, 7 s…): a deeper queue lets the kernel's own limit decide.
+    await app.listen({ port: config.port, host: config.host, backlog: 4096 });
   } catch (err) {
     log.fatal({ err }, `cannot listen on ${config.host}:${config.port}`);
     await app.close();
