@@ -9,14 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'undici';
-import { createDatabase, createTenant, firstLine, killAll, start, startServer, stop, summariseProfile, writeServerConfig, type ProfileSummary, type Tenant } from './harness.ts';
-
-const num = (name: string, def: number) => {
-  const raw = process.env[name];
-  const n = raw === undefined || raw === '' ? def : Number(raw);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a number`);
-  return n;
-};
+import { createDatabase, createTenant, envNumber as num, firstLine, killAll, start, startServer, stop, summariseProfile, writeServerConfig, type ProfileSummary, type Tenant } from './harness.ts';
 
 const settings = {
   concurrency: num('BENCH_CONCURRENCY', 50),

@@ -7,6 +7,14 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import pg from 'pg';
 
+/** A non-negative number from the environment, or `def` when unset. */
+export const envNumber = (name: string, def: number) => {
+  const raw = process.env[name];
+  const n = raw === undefined || raw === '' ? def : Number(raw);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a number`);
+  return n;
+};
+
 export const ROOT = new URL('..', import.meta.url).pathname;
 export const ADMIN = 'bench-admin-token-0123456789';
 

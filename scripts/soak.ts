@@ -11,14 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { Pool } from 'undici';
-import { createDatabase, createTenant, firstLine, killAll, start, startServer, stop, writeServerConfig } from './harness.ts';
-
-const num = (name: string, def: number) => {
-  const raw = process.env[name];
-  const n = raw === undefined || raw === '' ? def : Number(raw);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a number`);
-  return n;
-};
+import { createDatabase, createTenant, envNumber as num, firstLine, killAll, start, startServer, stop, writeServerConfig } from './harness.ts';
 
 const settings = {
   streams: num('SOAK_STREAMS', 5000),
