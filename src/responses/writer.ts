@@ -266,32 +266,8 @@ async function writeAdmissions(tx: Db, admits: Extract<Job, { kind: 'admit' }>[]
   }
 }
 
-/**
- * The hidden conversations of finished responses, again: with asynchronous
- * admissions a crash of PostgreSQL may have lost the one made at admission,
- * and the response's row must still find it.
- */
-async function ensureConversations(tx: Db, finishes: FinishRecord[]): Promise<void> {
-  const fresh = finishes.filter((f) => f.newConversation);
-  if (fresh.length === 0) return;
-  await tx.execute(sql`
-    insert into conversations (id, user_id, organization_id, hidden)
-    select id, user_id, organization_id, true
-    from ${recordset(
-      fresh.map((f) => ({ id: f.conversationId, user_id: f.userId, organization_id: f.organizationId })),
-      'id uuid, user_id uuid, organization_id uuid',
-    )}
-    on conflict (id) do nothing`);
-}
-
 /** Finished responses and released admissions. */
-async function writeEndings(tx: Db, finishes: Extract<Job, { kind: 'finish' }>[], releases: ReleaseRecord[], admissionsMayBeLost: boolean): Promise<void> {
-  if (admissionsMayBeLost) {
-    await ensureConversations(
-      tx,
-      finishes.map((f) => f.record),
-    );
-  }
+async function writeEndings(tx: Db, finishes: Extract<Job, { kind: 'finish' }>[], releases: ReleaseRecord[]): Promise<void> {
   const claimed = await claimReservations(tx, [
     ...finishes.map((f) => f.record.reservationId),
     ...releases.map((r) => r.reservationId),
@@ -328,12 +304,12 @@ async function writeEndings(tx: Db, finishes: Extract<Job, { kind: 'finish' }>[]
   }
 }
 
-async function writeBatch(tx: Db, jobs: Job[], admissionsMayBeLost = false): Promise<void> {
+async function writeBatch(tx: Db, jobs: Job[]): Promise<void> {
   const admits = jobs.filter((j): j is Extract<Job, { kind: 'admit' }> => j.kind === 'admit');
   const finishes = jobs.filter((j): j is Extract<Job, { kind: 'finish' }> => j.kind === 'finish');
   const releases = jobs.flatMap((j) => (j.kind === 'release' ? [j.record] : []));
   // Endings first: they give tokens back that admissions in the same batch may use.
-  if (finishes.length > 0 || releases.length > 0) await writeEndings(tx, finishes, releases, admissionsMayBeLost);
+  if (finishes.length > 0 || releases.length > 0) await writeEndings(tx, finishes, releases);
   if (admits.length > 0) await writeAdmissions(tx, admits);
 }
 
@@ -345,18 +321,6 @@ export interface ResponseWriterOptions {
   maxBatch?: number;
   /** Batches of each queue written at once: above 1 only with a pool of connections (PostgreSQL). */
   concurrency?: number;
-  /**
-   * Commit admissions without waiting for PostgreSQL's WAL flush. What that
-   * risks is a crash of PostgreSQL itself (not of this server) losing the
-   * last fraction of a second of admissions: their in-progress rows and
-   * hidden conversations (the final write makes both again) and their
-   * reservations together with
-   * the reserved tokens (a consistent state: those requests then count their
-   * usage without anything to give back). WAL order makes every later
-   * synchronous commit, such as a response's final write, durable with them.
-   * What it saves is a disk flush before every model call.
-   */
-  asyncAdmissions?: boolean;
   onRetry?(err: unknown, attempt: number, jobs: number): void;
   /** A finished response whose content the database refused; only its facts and usage are stored. */
   onBare?(record: FinishRecord, err: unknown): void;
@@ -381,18 +345,11 @@ export class ResponseWriter {
 
   constructor(db: Db, opts: ResponseWriterOptions = {}) {
     this.onBare = (record, err) => opts.onBare?.(record, err);
-    const write = (jobs: Job[]) => db.transaction((tx) => writeBatch(tx, jobs, opts.asyncAdmissions === true));
-    const admit = opts.asyncAdmissions
-      ? (jobs: Job[]) =>
-          db.transaction(async (tx) => {
-            await tx.execute(sql`set local synchronous_commit = off`);
-            await writeBatch(tx, jobs);
-          })
-      : write;
+    const write = (jobs: Job[]) => db.transaction((tx) => writeBatch(tx, jobs));
     const onRetry = (err: unknown, attempt: number, jobs: number) => opts.onRetry?.(err, attempt, jobs);
     const concurrency = opts.concurrency ?? 1;
     // A request not yet at a model is answered 503 at once; a finished response waits out an outage.
-    this.admissions = new Batcher<Job>({ write: admit, maxBatch: opts.maxBatch ?? 256, concurrency, retryJob: () => false, onRetry });
+    this.admissions = new Batcher<Job>({ write, maxBatch: opts.maxBatch ?? 256, concurrency, retryJob: () => false, onRetry });
     this.endings = new Batcher<Job>({ write, maxBatch: opts.maxBatch ?? 256, concurrency, retryJob: () => true, onRetry });
   }
 
