@@ -2,7 +2,7 @@ import { and, eq, inArray, sql } from 'drizzle-orm';
 import { rowsOf, type Db } from '../db/client.ts';
 import { Batcher } from '../db/batcher.ts';
 import { isDatabaseUnavailable } from '../db/errors.ts';
-import { conversationItems, conversations, reservations, responses } from '../db/schema.ts';
+import { conversations, reservations, responses } from '../db/schema.ts';
 import { addUsage, lockUsage, writeUsage, type UsageDelta } from '../limits/ledger.ts';
 import {
   claimReservations,
@@ -233,38 +233,52 @@ async function writeAdmissions(tx: Db, admits: Extract<Job, { kind: 'admit' }>[]
   if (asks.length > 0) {
     await tx.insert(reservations).values(asks.map((a) => ({ id: a.id, estimate: a.estimate, held: heldRows(a.limited), expiresAt: a.expiresAt })));
   }
-  const fresh = admitted.map((a) => a.start).filter((s) => s.conversation.isNew);
-  if (fresh.length > 0) {
-    await tx.execute(sql`
-      insert into conversations (id, user_id, organization_id, hidden, title)
-      select id, user_id, organization_id, true, title
-      from ${recordset(
-        fresh.map((s) => ({ id: s.conversation.id, user_id: s.userId, organization_id: s.organizationId, title: s.conversation.title })),
-        'id uuid, user_id uuid, organization_id uuid, title text',
-      )}
-      on conflict (id) do nothing`);
+  await insertStarts(
+    tx,
+    admitted.map((a) => a.start),
+  );
+}
+
+/**
+ * The in-progress rows, with the hidden conversations (and their system
+ * messages) of stateless requests, in one statement per chunk: the
+ * conversations go in through CTEs of the same statement, whose foreign keys
+ * are checked at its end. One statement is one round trip, and atomic alone.
+ */
+async function insertStarts(db: Db, starts: StartRecord[]): Promise<void> {
+  for (const part of chunks(starts, 200)) {
+    const fresh = part.filter((s) => s.conversation.isNew);
     const system = fresh.filter((s) => s.conversation.instructions !== null && s.conversation.instructions !== '');
-    if (system.length > 0) {
-      await tx.insert(conversationItems).values(
-        system.map((s) => ({
-          conversationId: s.conversation.id,
-          position: 0,
-          role: 'system',
-          content: [{ type: 'input_text', text: s.conversation.instructions }],
-          tokens: s.conversation.instructionTokens,
-        })),
-      );
-    }
-  }
-  for (const part of chunks(admitted, 200)) {
-    await tx.execute(sql`
+    await db.execute(sql`
+      with new_conversations as (
+        insert into conversations (id, user_id, organization_id, hidden, title)
+        select id, user_id, organization_id, true, title
+        from ${recordset(
+          fresh.map((s) => ({ id: s.conversation.id, user_id: s.userId, organization_id: s.organizationId, title: s.conversation.title })),
+          'id uuid, user_id uuid, organization_id uuid, title text',
+        )}
+        on conflict (id) do nothing),
+      system_messages as (
+        insert into conversation_items (conversation_id, position, role, content, tokens)
+        select conversation_id, 0, 'system', content, tokens
+        from ${recordset(
+          system.map((s) => ({
+            conversation_id: s.conversation.id,
+            content: [{ type: 'input_text', text: s.conversation.instructions }],
+            tokens: s.conversation.instructionTokens,
+          })),
+          'conversation_id uuid, content jsonb, tokens int',
+        )})
       insert into responses (${sql.raw(RESPONSE_NAMES)})
       select ${sql.raw(RESPONSE_NAMES)} from ${recordset(
-        part.map((a) => responseRow(a.start, null)),
+        part.map((s) => responseRow(s, null)),
         RESPONSE_COLUMNS,
       )}`);
   }
 }
+
+/** Admissions of callers without token limits: nothing to decide, only rows to write. */
+const unlimitedOnly = (jobs: Job[]) => jobs.length <= 200 && jobs.every((j) => j.kind === 'admit' && j.ask === null);
 
 /** Finished responses and released admissions. */
 async function writeEndings(tx: Db, finishes: Extract<Job, { kind: 'finish' }>[], releases: ReleaseRecord[]): Promise<void> {
@@ -346,10 +360,19 @@ export class ResponseWriter {
   constructor(db: Db, opts: ResponseWriterOptions = {}) {
     this.onBare = (record, err) => opts.onBare?.(record, err);
     const write = (jobs: Job[]) => db.transaction((tx) => writeBatch(tx, jobs));
+    // Without limits an admission batch is one statement, which needs no transaction around it.
+    const admit = async (jobs: Job[]) => {
+      if (!unlimitedOnly(jobs)) return write(jobs);
+      await insertStarts(
+        db,
+        jobs.map((j) => (j as Extract<Job, { kind: 'admit' }>).start),
+      );
+      for (const j of jobs) if (j.kind === 'admit') j.result = { admitted: true, reservation: unlimited(j.start) };
+    };
     const onRetry = (err: unknown, attempt: number, jobs: number) => opts.onRetry?.(err, attempt, jobs);
     const concurrency = opts.concurrency ?? 1;
     // A request not yet at a model is answered 503 at once; a finished response waits out an outage.
-    this.admissions = new Batcher<Job>({ write, maxBatch: opts.maxBatch ?? 256, concurrency, retryJob: () => false, onRetry });
+    this.admissions = new Batcher<Job>({ write: admit, maxBatch: opts.maxBatch ?? 256, concurrency, retryJob: () => false, onRetry });
     this.endings = new Batcher<Job>({ write, maxBatch: opts.maxBatch ?? 256, concurrency, retryJob: () => true, onRetry });
   }
 
