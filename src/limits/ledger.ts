@@ -1,10 +1,11 @@
-import { sql, type SQL } from 'drizzle-orm';
+import { sql } from 'drizzle-orm';
 import { rowsOf, type Db } from '../db/client.ts';
 
 /**
- * The usage_totals rows, read and written a whole batch at a time. Every
- * writer (admission, stored responses, released and expired reservations,
- * recovered responses) locks the rows it needs in one statement and in one
+ * The usage_totals rows, read and written a whole batch at a time. Admission
+ * locks and reads the rows it decides on (lockUsage); stored responses,
+ * released and expired reservations and recovered responses add to them
+ * (addUsage). Either way the rows are locked in one statement and in one
  * global order (usageKey), so writers on several instances never deadlock,
  * and a tenant's rows are locked once per batch rather than once per request.
  */
@@ -77,23 +78,6 @@ export async function lockUsage(tx: Db, keys: UsageKey[]): Promise<Map<string, U
     out.set(usageKey(row), row);
   }
   return out;
-}
-
-/** Writes back the rows given (locked earlier in the same transaction by lockUsage). */
-export async function writeUsage(tx: Db, rows: UsageRow[]): Promise<void> {
-  if (rows.length === 0) return;
-  const values: SQL = sql.join(
-    rows.map(
-      (r) =>
-        sql`(${r.subjectType}, ${r.subjectId}::uuid, ${r.window}, ${r.windowStart}::date, ${r.inputTokens}::bigint, ${r.outputTokens}::bigint, ${r.totalTokens}::bigint, ${r.requests}::int, ${Math.max(0, r.reservedTokens)}::bigint)`,
-    ),
-    sql`, `,
-  );
-  await tx.execute(sql`
-    update usage_totals u set
-      input_tokens = v.i, output_tokens = v.o, total_tokens = v.t, requests = v.r, reserved_tokens = v.res
-    from (values ${values}) as v(st, sid, w, ws, i, o, t, r, res)
-    where u.subject_type = v.st and u.subject_id = v.sid and u."window" = v.w and u.window_start = v.ws`);
 }
 
 /** What one finished response (or one given-back reservation) changes in one row. */

@@ -1,9 +1,9 @@
-import { and, eq, inArray, sql } from 'drizzle-orm';
+import { and, eq, inArray, sql, type SQL } from 'drizzle-orm';
 import { rowsOf, type Db } from '../db/client.ts';
 import { Batcher } from '../db/batcher.ts';
 import { isDatabaseUnavailable } from '../db/errors.ts';
-import { conversations, reservations, responses } from '../db/schema.ts';
-import { addUsage, lockUsage, writeUsage, type UsageDelta } from '../limits/ledger.ts';
+import { conversations, responses } from '../db/schema.ts';
+import { addUsage, lockUsage, type UsageDelta } from '../limits/ledger.ts';
 import {
   claimReservations,
   decideAdmission,
@@ -223,20 +223,36 @@ async function writeAdmissions(tx: Db, admits: Extract<Job, { kind: 'admit' }>[]
   for (const a of admits) {
     a.result = a.ask === null ? { admitted: true, reservation: unlimited(a.start) } : decideAdmission(rows, a.ask, changed);
   }
-  await writeUsage(
-    tx,
-    [...changed].map((k) => rows.get(k)!),
-  );
-
   const admitted = admits.filter((a) => a.result!.admitted);
   const asks = admitted.flatMap((a) => (a.ask === null ? [] : [a.ask]));
-  if (asks.length > 0) {
-    await tx.insert(reservations).values(asks.map((a) => ({ id: a.id, estimate: a.estimate, held: heldRows(a.limited), expiresAt: a.expiresAt })));
+  // The reserved tokens and the reservations' rows go in the same statement as the in-progress rows.
+  const reserved = [...changed].map((k) => rows.get(k)!);
+  const before: SQL[] = [];
+  if (reserved.length > 0) {
+    before.push(sql`reserved as (
+      update usage_totals u set reserved_tokens = x.res
+      from ${recordset(
+        reserved.map((r) => ({ st: r.subjectType, sid: r.subjectId, w: r.window, ws: r.windowStart, res: r.reservedTokens })),
+        'st text, sid uuid, w text, ws date, res bigint',
+      )}
+      where u.subject_type = x.st and u.subject_id = x.sid and u."window" = x.w and u.window_start = x.ws)`);
   }
-  await insertStarts(
-    tx,
-    admitted.map((a) => a.start),
-  );
+  if (asks.length > 0) {
+    before.push(sql`held as (
+      insert into reservations (id, estimate, held, expires_at)
+      select id, estimate, held, expires_at
+      from ${recordset(
+        asks.map((a) => ({ id: a.id, estimate: a.estimate, held: heldRows(a.limited), expires_at: a.expiresAt.toISOString() })),
+        'id uuid, estimate bigint, held jsonb, expires_at timestamptz',
+      )})`);
+  }
+  if (admitted.length > 0 || before.length > 0) {
+    await insertStarts(
+      tx,
+      admitted.map((a) => a.start),
+      before,
+    );
+  }
 }
 
 /**
@@ -245,20 +261,23 @@ async function writeAdmissions(tx: Db, admits: Extract<Job, { kind: 'admit' }>[]
  * conversations go in through CTEs of the same statement, whose foreign keys
  * are checked at its end. One statement is one round trip, and atomic alone.
  */
-async function insertStarts(db: Db, starts: StartRecord[]): Promise<void> {
-  for (const part of chunks(starts, 200)) {
+async function insertStarts(db: Db, starts: StartRecord[], before: SQL[] = []): Promise<void> {
+  const parts = chunks(starts, 200);
+  if (parts.length === 0) parts.push([]);
+  for (const [i, part] of parts.entries()) {
     const fresh = part.filter((s) => s.conversation.isNew);
     const system = fresh.filter((s) => s.conversation.instructions !== null && s.conversation.instructions !== '');
-    await db.execute(sql`
-      with new_conversations as (
+    const ctes = [
+      ...(i === 0 ? before : []),
+      sql`new_conversations as (
         insert into conversations (id, user_id, organization_id, hidden, title)
         select id, user_id, organization_id, true, title
         from ${recordset(
           fresh.map((s) => ({ id: s.conversation.id, user_id: s.userId, organization_id: s.organizationId, title: s.conversation.title })),
           'id uuid, user_id uuid, organization_id uuid, title text',
         )}
-        on conflict (id) do nothing),
-      system_messages as (
+        on conflict (id) do nothing)`,
+      sql`system_messages as (
         insert into conversation_items (conversation_id, position, role, content, tokens)
         select conversation_id, 0, 'system', content, tokens
         from ${recordset(
@@ -268,7 +287,10 @@ async function insertStarts(db: Db, starts: StartRecord[]): Promise<void> {
             tokens: s.conversation.instructionTokens,
           })),
           'conversation_id uuid, content jsonb, tokens int',
-        )})
+        )})`,
+    ];
+    await db.execute(sql`
+      with ${sql.join(ctes, sql`, `)}
       insert into responses (${sql.raw(RESPONSE_NAMES)})
       select ${sql.raw(RESPONSE_NAMES)} from ${recordset(
         part.map((s) => responseRow(s, null)),
