@@ -6,7 +6,8 @@ import { conversationItems, usageTotals } from '../src/db/schema.ts';
 import { windowsAt } from '../src/limits/windows.ts';
 import { echoOf, ResponseBuilder } from '../src/responses/builder.ts';
 import { parseCreateRequest } from '../src/responses/request.ts';
-import { ResponseWriter, type FinishRecord, type StartRecord } from '../src/responses/writer.ts';
+import type { FinishRecord, StartRecord } from '../src/responses/records.ts';
+import { ResponseWriter } from '../src/responses/writer.ts';
 import { testApp, createTenant, type Tenant } from './helpers/app.ts';
 import { openTestDatabase } from './helpers/db.ts';
 

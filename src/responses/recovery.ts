@@ -6,7 +6,8 @@ import { claimReservations, usageDeltas } from '../limits/quota.ts';
 import { countTokens } from '../tokens.ts';
 import type { ResponseBuilder } from './builder.ts';
 import { outputTextOf, usageOf, type ResponseObject } from './object.ts';
-import { appendItems, type PendingState } from './writer.ts';
+import type { PendingState } from './records.ts';
+import { appendItems } from './statements.ts';
 
 /**
  * Crash safety for responses in progress. Each instance

@@ -9,7 +9,7 @@ import type { Attempt } from './attempts.ts';
 import type { PreparedContext } from './context.ts';
 import { usageOf, type ResponseObject } from './object.ts';
 import type { CreateRequest } from './request.ts';
-import type { FinishRecord, ReleaseRecord, StartRecord, StoredItem } from './writer.ts';
+import type { FinishRecord, ReleaseRecord, StartRecord, StoredItem } from './records.ts';
 
 /** Looks up a response of the given user; another user's is the same 404 as a missing one. */
 export async function findOwnedResponse(db: Db, id: string, userId: string): Promise<{ conversationId: string; body: ResponseObject }> {

@@ -1,0 +1,61 @@
+import type { ResponseObject } from './object.ts';
+
+/** The records the response writer takes (responses/writer.ts): what each write of a response's life holds. */
+
+export interface StoredItem {
+  role: string;
+  content: unknown;
+  tokens: number;
+}
+
+/** What a response in progress keeps in its row for recovery. */
+export interface PendingState {
+  input: StoredItem[];
+  promptTokens: number;
+  reservationId: string | null;
+  windows: { day: { start: string }; month: { start: string } };
+}
+
+export interface Owner {
+  userId: string;
+  organizationId: string;
+  keyId: string;
+}
+
+export interface StartRecord extends Owner {
+  responseId: string;
+  instanceId: string;
+  projectId: string | null;
+  conversation: { id: string; isNew: boolean; title: string | null; instructions: string | null; instructionTokens: number };
+  model: string;
+  createdAt: number;
+  body: ResponseObject;
+  pending: PendingState;
+}
+
+export interface FinishRecord extends Owner {
+  responseId: string;
+  conversationId: string;
+  /** The conversation was created by this response's admission. */
+  newConversation: boolean;
+  projectId: string | null;
+  model: string;
+  status: 'completed' | 'failed' | 'incomplete';
+  usage: { inputTokens: number; outputTokens: number; cachedTokens: number; reasoningTokens: number; totalTokens: number };
+  createdAt: number;
+  completedAt: number | null;
+  firstTokenMs: number | null;
+  durationMs: number;
+  body: ResponseObject;
+  items: StoredItem[];
+  reservationId: string | null;
+  windows: { day: { start: string }; month: { start: string } };
+}
+
+export interface ReleaseRecord {
+  responseId: string;
+  conversationId: string;
+  newConversation: boolean;
+  reservationId: string | null;
+}
+
