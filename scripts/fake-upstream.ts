@@ -113,6 +113,7 @@ const server = createServer((req, res) => {
   });
 });
 server.keepAliveTimeout = 65_000;
-server.listen(Number(process.env.FAKE_PORT ?? 0), '127.0.0.1', () => {
+// A deep accept queue: a burst of thousands of connections must not wait on TCP's SYN retries.
+server.listen({ port: Number(process.env.FAKE_PORT ?? 0), host: '127.0.0.1', backlog: 4096 }, () => {
   process.stdout.write(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v1\n`);
 });

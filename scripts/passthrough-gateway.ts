@@ -44,6 +44,7 @@ const server = createServer((req, res) => {
   req.on('data', (d: Buffer) => parts.push(d));
   req.on('end', () => forward(req, res, Buffer.concat(parts)));
 });
-server.listen(Number(process.env.GATEWAY_PORT ?? 0), '127.0.0.1', () => {
+// A deep accept queue: a burst of thousands of connections must not wait on TCP's SYN retries.
+server.listen({ port: Number(process.env.GATEWAY_PORT ?? 0), host: '127.0.0.1', backlog: 4096 }, () => {
   process.stdout.write(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v1\n`);
 });

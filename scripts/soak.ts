@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { Pool } from 'undici';
-import { createDatabase, createTenant, envNumber as num, firstLine, killAll, start, startServer, stop, writeServerConfig } from './harness.ts';
+import { ADMIN, createDatabase, createTenant, envNumber as num, firstLine, killAll, start, startServer, stop, writeServerConfig } from './harness.ts';
 
 const settings = {
   streams: num('SOAK_STREAMS', 5000),
@@ -154,6 +154,24 @@ async function main(): Promise<number> {
     const pid = server.child.pid!;
     // Admission really reserves tokens, so that the check below can see every reservation given back.
     const tenant = await createTenant(server.url, 'Soak', 1_000_000_000_000);
+    // Another tenant, and the operator, use the server during the burst: how long do they wait?
+    const bystander = await createTenant(server.url, 'Bystander');
+    const probes: number[] = [];
+    const probe = async () => {
+      const t0 = performance.now();
+      await Promise.all([
+        fetch(`${server.url}/v1/models`, { headers: { authorization: `Bearer ${bystander.key}` } }).then((r) => r.arrayBuffer()),
+        fetch(`${server.url}/admin/v1/organizations?limit=1`, { headers: { authorization: `Bearer ${ADMIN}` } }).then((r) => r.arrayBuffer()),
+      ]).catch(() => undefined);
+      probes.push(performance.now() - t0);
+    };
+    let probing = true;
+    const prober = (async () => {
+      while (probing) {
+        await probe();
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    })();
 
     let rssPeak = rssMiB(pid);
     const rssAtStart = rssPeak;
@@ -177,6 +195,8 @@ async function main(): Promise<number> {
       ),
     );
     const seconds = (performance.now() - started) / 1000;
+    probing = false;
+    await prober;
     clearInterval(progress);
     await pool.destroy();
 
@@ -231,6 +251,7 @@ async function main(): Promise<number> {
       `  all ended after ${seconds.toFixed(1)} s; time to first byte p50 ${pct(ttfbs, 50).toFixed(0)} ms, p99 ${pct(ttfbs, 99).toFixed(0)} ms; completed stream p50 ${(pct(totals, 50) / 1000).toFixed(1)} s, p99 ${(pct(totals, 99) / 1000).toFixed(1)} s`,
       `  endings: ${[...outcomes].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`,
       `  stored responses by status: ${[...status].map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}`,
+      `  another tenant's /v1/models with an admin listing, every 250 ms during the burst: p50 ${pct(probes, 50).toFixed(0)} ms, max ${Math.max(...probes).toFixed(0)} ms (${probes.length} probes)`,
       '',
     );
     check('every stream completed', completed === s.streams, `${completed} of ${s.streams}`);
