@@ -35,6 +35,9 @@ export interface RecoveryOptions {
   onRecovered(count: number): void;
 }
 
+/** Responses checkpointed per statement. */
+const CHECKPOINT_SLICE = 250;
+
 /** The reason recorded on a response whose instance died while producing it. */
 export const INTERRUPTED = 'interrupted';
 
@@ -91,17 +94,17 @@ export class Recovery {
     if (due.length === 0) return 0;
     this.checkpointing = true;
     try {
-      const rows = due.map((l) => ({ l, length: l.builder.outputText.length, body: l.builder.snapshot() }));
-      const values = sql.join(
-        rows.map((r) => sql`(${r.body.id}::uuid, ${JSON.stringify(r.body)}::jsonb, ${r.body.model})`),
-        sql`, `,
-      );
-      await this.db.execute(sql`
-        update responses set body = v.body, model = v.model
-        from (values ${values}) as v(id, body, model)
-        where responses.id = v.id and responses.status = 'in_progress'`);
-      for (const r of rows) r.l.saved = r.length;
-      return rows.length;
+      // In slices, so that thousands of streams never build one huge statement (and its copies) at once.
+      for (let i = 0; i < due.length; i += CHECKPOINT_SLICE) {
+        const rows = due.slice(i, i + CHECKPOINT_SLICE).map((l) => ({ l, length: l.builder.outputText.length, body: l.builder.snapshot() }));
+        await this.db.execute(sql`
+          update responses set body = x.body, model = x.model
+          from jsonb_to_recordset(${JSON.stringify(rows.map((r) => ({ id: r.body.id, body: r.body, model: r.body.model })))}::jsonb)
+            as x(id uuid, body jsonb, model text)
+          where responses.id = x.id and responses.status = 'in_progress'`);
+        for (const r of rows) r.l.saved = r.length;
+      }
+      return due.length;
     } finally {
       this.checkpointing = false;
     }
