@@ -8,7 +8,7 @@ import { catalogSchema, checkCatalog, type Catalog } from './router/catalog.ts';
 import { planConfigSchema, type PlanInput } from './tenancy/plans.ts';
 
 /**
- * The one place that reads process.env (DESIGN.md: "One config object").
+ * The one place that reads process.env: one config object, parsed once at start.
  * Every setting is validated here; a bad value stops the process with a
  * message that names the setting.
  */

@@ -37,7 +37,7 @@ function post(path: string, payload: unknown, key = h.tenant.key): Promise<RawAn
 }
 
 describe('SSE framing on the wire', () => {
-  it('sends the SPEC headers and exactly `event: message\\ndata: <json>\\n\\n` frames', async () => {
+  it('sends the SSE headers and exactly `event: message\\ndata: <json>\\n\\n` frames', async () => {
     h.upstream.queue.push({ chunks: ['Hé', ' "quoted"\nline'] });
     const res = await post('/v1/responses', { input: 'Hello' });
     expect(res.status).toBe(200);

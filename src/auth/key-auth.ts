@@ -51,7 +51,7 @@ export interface KeyAuthOptions {
 }
 
 export interface KeyAuth {
-  /** Resolves the caller of an `Authorization` header value, or throws the SPEC's 401. */
+  /** Resolves the caller of an `Authorization` header value, or throws a 401 whose code says what was wrong. */
   authenticate(header: string | undefined): Promise<Principal>;
   /** Drops cached look-ups of the given key ids (a revocation through this instance). */
   forget(keyIds: string[]): void;

@@ -11,7 +11,7 @@ export type StoredContent = { type: string; text: string }[];
 
 export const textOfContent = (content: StoredContent) => content.map((p) => p.text).join('\n');
 
-/** A conversation of the given user; another user's is the same 404 as a missing one (SPEC.md). */
+/** A conversation of the given user; another user's is the same 404 as a missing one, so its existence is never revealed. */
 export async function findOwnedConversation(db: Db, id: string, userId: string): Promise<Conversation> {
   const [row] = await db
     .select()

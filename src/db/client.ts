@@ -9,7 +9,7 @@ import pg from 'pg';
 import { acquireDataDirLock } from './lock.ts';
 import * as schema from './schema.ts';
 
-/** The one database type both drivers satisfy (DESIGN.md: "One database type"). */
+/** The one database type both drivers (embedded PGlite and PostgreSQL) satisfy. */
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
 
 /** The rows of a raw `db.execute(sql…)`: both drivers answer with `{ rows }`. */

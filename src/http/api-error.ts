@@ -1,6 +1,6 @@
 /**
- * The one error type (DESIGN.md). Rendered by the error handler as SPEC.md's
- * envelope: `{ error: { type, code, message, param }, detail }`.
+ * The one error type of the server. Rendered by the error handler as the API's
+ * error envelope: `{ error: { type, code, message, param }, detail }`.
  */
 
 export type ErrorType =

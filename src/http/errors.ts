@@ -69,7 +69,7 @@ function fromValidation(err: FastifyError & { validation: ValidationEntry[] }): 
   return badRequest(code, message, param);
 }
 
-/** Maps anything thrown inside a request to SPEC.md's envelope; nothing internal leaks for 5xx. */
+/** Maps anything thrown inside a request to the error envelope; nothing internal leaks for 5xx. */
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
   if (hasZodFastifySchemaValidationErrors(err)) return fromValidation(err);

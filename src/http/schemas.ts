@@ -1,6 +1,6 @@
 import { z } from 'zod';
 
-/** SPEC.md's error envelope, for the OpenAPI document. */
+/** The API's error envelope (`{ error: { type, code, message, param }, detail }`), for the OpenAPI document. */
 export const errorBody = z
   .object({
     error: z.object({

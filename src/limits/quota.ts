@@ -89,7 +89,7 @@ async function stateOf(db: Db, w: WindowLimit): Promise<WindowState> {
   return { ...w, used: Number(row?.used ?? 0), reserved: Number(row?.reserved ?? 0) };
 }
 
-/** The SPEC's headers for the tightest window: the one with the fewest tokens left. */
+/** The x-ratelimit-*-tokens headers for the tightest window: the one with the fewest tokens left. */
 export function rateHeaders(states: WindowState[], now: number): Record<string, string> {
   if (states.length === 0) return {};
   const left = (s: WindowState) => Math.max(0, s.limit - s.used - s.reserved);

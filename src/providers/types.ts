@@ -1,5 +1,5 @@
 /**
- * The one internal language every upstream adapter speaks (DESIGN.md):
+ * The one internal language every upstream adapter speaks:
  * the engine never sees a provider's wire format.
  */
 
@@ -61,7 +61,7 @@ const CONTEXT_TOO_LONG =
 
 /**
  * An upstream failure. The message is for the log; clients only ever see the
- * SPEC's generic codes (see toClientError), never the upstream's status or body.
+ * generic codes (see upstreamFailure in responses/errors.ts), never the upstream's status or body.
  */
 export class UpstreamError extends Error {
   override name = 'UpstreamError';

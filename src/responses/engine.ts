@@ -20,7 +20,7 @@ export interface EngineRun {
   onUpstreamError?: (err: unknown) => void;
 }
 
-/** The client-facing words for a failure after the stream started (SPEC.md: code upstream_error). */
+/** The client-facing words for a failure after the stream started (code upstream_error). */
 const UPSTREAM_FAILED = 'the model server failed while answering; the partial answer is kept';
 
 const INCOMPLETE: Partial<Record<FinishReason, string>> = { length: 'max_output_tokens', content_filter: 'content_filter' };
@@ -32,7 +32,7 @@ const INCOMPLETE: Partial<Record<FinishReason, string>> = { length: 'max_output_
 const MAX_CHARS_PER_TOKEN = 32;
 
 /**
- * One response as SPEC.md's event sequence. Nothing is yielded until the
+ * One response as its sequence of events. Nothing is yielded until the
  * upstream's first event arrives (the commit point of issue 3): a failure
  * before it throws, so the route can answer with a plain HTTP error. After
  * it, a failure becomes the terminal `error` event, and a client abort ends
@@ -133,7 +133,7 @@ export async function* runResponse(run: EngineRun): AsyncGenerator<ResponseEvent
   }
 }
 
-/** Lifecycle snapshot before any output (SPEC.md: `output: []`, `usage: null`). */
+/** Lifecycle snapshot before any output (`output: []`, `usage: null`). */
 function emptySnapshot(b: ResponseBuilder) {
   return { ...b.snapshot(), output: [], output_text: '' };
 }

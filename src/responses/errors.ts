@@ -6,7 +6,7 @@ import type { PreparedContext } from './context.ts';
 
 /**
  * What a client sees of an upstream failure before the stream started: the
- * SPEC's code and a plain sentence, never the upstream's status or body (those go to the log).
+ * documented code and a plain sentence, never the upstream's status or body (those go to the log).
  */
 export function upstreamFailure(err: unknown): ApiError {
   if (err instanceof UpstreamError && err.kind === 'saturated') {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 
-/** The response object and its parts, exactly as SPEC.md shows them. */
+/** The response object and its parts, exactly as the API returns them. */
 
 export interface OutputText {
   type: 'output_text';
@@ -69,7 +69,7 @@ export function usageOf(input: number, output: number, cached = 0, reasoning = 0
   };
 }
 
-/** Every text part of every message item, in order (SPEC.md: `output_text`). */
+/** Every text part of every message item, in order: the response's `output_text`. */
 export function outputTextOf(items: MessageItem[]): string {
   return items.flatMap((item) => item.content.map((part) => part.text)).join('');
 }

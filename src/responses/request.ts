@@ -5,7 +5,7 @@ import { INVALID_TEXT, storableJson, storableString, textIssueOf, textProblem } 
 import type { ResponseFormat } from '../providers/types.ts';
 
 /**
- * POST /v1/responses request body (SPEC.md). Unknown fields are ignored, so
+ * POST /v1/responses request body. Unknown fields are ignored, so
  * clients can send newer OpenAI fields; every rejection has its own code and param.
  */
 

@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { isTerminal, type ResponseEvent } from './events.ts';
 
-/** SPEC.md: a comment line while silent for this long, so proxies keep the connection. */
+/** A comment line while silent for this long, so proxies keep the connection. */
 export const KEEP_ALIVE_MS = 15_000;
 
 export const SSE_HEADERS = {
@@ -10,7 +10,7 @@ export const SSE_HEADERS = {
   'x-accel-buffering': 'no',
 };
 
-/** SPEC.md framing: `event: message`, one-line JSON, a blank line; no `id:`, no `[DONE]`. */
+/** The framing: `event: message`, one-line JSON, a blank line; no `id:` (it breaks the Python SDK), no `[DONE]`. */
 export const frame = (event: ResponseEvent) => `event: message\ndata: ${JSON.stringify(event)}\n\n`;
 
 export interface SseOptions {
