@@ -112,9 +112,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     now,
   );
   const writer = new ResponseWriter(database.db, {
-    // Admissions and endings each write one batch at a time (two transactions at most): measured, more batches in
-    // flight only made them smaller, since the server's own CPU, not the database, bounds throughput here.
-    concurrency: 1,
     onRetry: (err, attempt, jobs) => app.log.warn({ error: (err as Error).message, attempt, jobs }, 'database unavailable; retrying the write of finished responses'),
     onBare: (record, err) =>
       app.log.error({ err, response_id: record.responseId, user_id: record.userId, usage: record.usage }, 'could not store the response; stored without its content, usage counted'),

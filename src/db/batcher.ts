@@ -19,12 +19,6 @@ export interface BatcherOptions<J> {
   /** Writes the jobs in one transaction; throws if nothing was written. */
   write(jobs: J[]): Promise<void>;
   maxBatch: number;
-  /**
-   * Batches written at once (default 1). Above 1, a new batch starts while
-   * others are in flight, so the round trips and commits of several batches
-   * overlap; only for a database with several connections.
-   */
-  concurrency?: number;
   /** Whether a job should wait through a database outage (true) or fail at once (false). */
   retryJob(job: J): boolean;
   /** Backoff between retries of an unreachable database: doubles from `minMs` to `maxMs`. */
@@ -43,7 +37,8 @@ interface Entry<J> {
 
 export class Batcher<J> {
   private queue: Entry<J>[] = [];
-  private inFlight = 0;
+  /** A batch is being written: one at a time. */
+  private writing = false;
   private scheduled = false;
   private idleWaiters: (() => void)[] = [];
   private closed = false;
@@ -73,12 +68,12 @@ export class Batcher<J> {
 
   /** Jobs waiting, and batches being written. */
   get pending(): number {
-    return this.queue.length + this.inFlight;
+    return this.queue.length + (this.writing ? 1 : 0);
   }
 
   /** Resolves when every job queued so far has been written or rejected. */
   async idle(): Promise<void> {
-    if (this.inFlight === 0 && this.queue.length === 0) return;
+    if (!this.writing && this.queue.length === 0) return;
     await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
@@ -99,14 +94,15 @@ export class Batcher<J> {
   }
 
   /**
-   * Starts a batch on the next turn of the event loop, when a slot is free
-   * and jobs wait. The turn matters: an embedded database answers without
-   * real I/O, so a batch started at once would be written before any other
-   * request's data is even read, and every batch would hold one job; after
-   * one turn, the jobs of every request whose data was waiting go together.
+   * Starts the next batch on the next turn of the event loop, unless one is
+   * being written (its end starts the next). The turn matters: an embedded
+   * database answers without real I/O, so a batch started at once would be
+   * written before any other request's data is even read, and every batch
+   * would hold one job; after one turn, the jobs of every request whose data
+   * was waiting go together.
    */
   private schedule(): void {
-    if (this.scheduled || this.queue.length === 0 || this.inFlight >= (this.opts.concurrency ?? 1)) return;
+    if (this.scheduled || this.writing || this.queue.length === 0) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
@@ -115,15 +111,14 @@ export class Batcher<J> {
   }
 
   private startBatch(): void {
-    if (this.queue.length === 0 || this.inFlight >= (this.opts.concurrency ?? 1)) return;
+    if (this.writing || this.queue.length === 0) return;
     const batch = this.queue.splice(0, this.opts.maxBatch);
-    this.inFlight++;
+    this.writing = true;
     void this.writeWithRetry(batch).finally(() => {
-      this.inFlight--;
-      this.schedule();
-      if (this.inFlight === 0 && this.queue.length === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+      this.writing = false;
+      if (this.queue.length === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+      else this.schedule();
     });
-    this.schedule();
   }
 
   private async writeWithRetry(batch: Entry<J>[]): Promise<void> {

@@ -64,14 +64,6 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
   return openPglite(opts.dataDir ?? 'memory://');
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
 function openPostgres(url: string, max: number, timeouts: DbTimeouts, applicationName: string, onConnectionError?: (err: Error) => void): Database {
   const pool = new pg.Pool({
     connectionString: url,
@@ -109,14 +101,14 @@ function openPostgres(url: string, max: number, timeouts: DbTimeouts, applicatio
       if (closed) throw new Error('the database pool is closed');
       try {
         if (probe === undefined) {
-          const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: timeoutMs, statement_timeout: timeoutMs });
+          const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs });
           client.on('error', () => {
             if (probe === client) probe = undefined;
           });
           await client.connect();
           probe = client;
         }
-        await withTimeout(probe.query('select 1'), timeoutMs, 'database ping');
+        await probe.query('select 1');
       } catch (err) {
         dropProbe();
         throw err;

@@ -150,7 +150,7 @@ async function finalise(tx: Db, rows: Row[]): Promise<void> {
   const now = Date.now();
   const ended = rows.map((row) => {
     const pending = row.pending as PendingState | null;
-    const body = structuredClone(row.body as ResponseObject);
+    const body = row.body as ResponseObject; // just read: changing it in place changes nothing else
     for (const item of body.output) if (item.status === 'in_progress') item.status = 'incomplete';
     const text = outputTextOf(body.output);
     const inputTokens = pending?.promptTokens ?? 0;

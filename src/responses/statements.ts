@@ -15,7 +15,7 @@ export const recordset = (rows: object[], columns: string) => sql`jsonb_to_recor
 /** Rows per statement: bounds the size of one parameter. */
 const CHUNK = 500;
 
-export const chunks = <T>(all: T[], size = CHUNK): T[][] => {
+const chunks = <T>(all: T[], size = CHUNK): T[][] => {
   const out: T[][] = [];
   for (let i = 0; i < all.length; i += size) out.push(all.slice(i, i + size));
   return out;
@@ -29,32 +29,54 @@ const RESPONSE_NAMES = RESPONSE_COLUMNS.split(', ')
   .map((c) => c.split(' ')[0])
   .join(', ');
 
-function responseRow(r: FinishRecord | StartRecord, end: FinishRecord | null) {
-  const start = end === null ? (r as StartRecord) : null;
+/** The columns a response's row has from admission to its end. */
+function commonColumns(r: FinishRecord | StartRecord) {
   return {
     id: r.responseId,
     user_id: r.userId,
     organization_id: r.organizationId,
-    conversation_id: end?.conversationId ?? start!.conversation.id,
     project_id: r.projectId,
     api_key_id: r.keyId,
     model: r.model,
-    status: end?.status ?? 'in_progress',
-    input_tokens: end?.usage.inputTokens ?? 0,
-    output_tokens: end?.usage.outputTokens ?? 0,
-    cached_tokens: end?.usage.cachedTokens ?? 0,
-    reasoning_tokens: end?.usage.reasoningTokens ?? 0,
-    total_tokens: end?.usage.totalTokens ?? 0,
     created_at: new Date(r.createdAt).toISOString(),
-    completed_at: end === null || end.completedAt === null ? null : new Date(end.completedAt).toISOString(),
-    first_token_ms: end?.firstTokenMs ?? null,
-    duration_ms: end?.durationMs ?? null,
     body: r.body,
     error: r.body.error,
-    instance_id: start?.instanceId ?? null,
-    pending: start?.pending ?? null,
   };
 }
+
+/** The row of an admitted response: in progress, with what recovery needs. */
+const startRow = (s: StartRecord) => ({
+  ...commonColumns(s),
+  conversation_id: s.conversation.id,
+  status: 'in_progress',
+  input_tokens: 0,
+  output_tokens: 0,
+  cached_tokens: 0,
+  reasoning_tokens: 0,
+  total_tokens: 0,
+  completed_at: null,
+  first_token_ms: null,
+  duration_ms: null,
+  instance_id: s.instanceId,
+  pending: s.pending,
+});
+
+/** The row of a finished response. */
+const endRow = (f: FinishRecord) => ({
+  ...commonColumns(f),
+  conversation_id: f.conversationId,
+  status: f.status,
+  input_tokens: f.usage.inputTokens,
+  output_tokens: f.usage.outputTokens,
+  cached_tokens: f.usage.cachedTokens,
+  reasoning_tokens: f.usage.reasoningTokens,
+  total_tokens: f.usage.totalTokens,
+  completed_at: f.completedAt === null ? null : new Date(f.completedAt).toISOString(),
+  first_token_ms: f.firstTokenMs,
+  duration_ms: f.durationMs,
+  instance_id: null,
+  pending: null,
+});
 
 /** Ends rows still in progress; returns the ids this batch ended (the others were recovered elsewhere). */
 export async function endResponses(tx: Db, finishes: FinishRecord[]): Promise<Set<string>> {
@@ -64,7 +86,7 @@ export async function endResponses(tx: Db, finishes: FinishRecord[]): Promise<Se
       await tx.execute(sql`
         insert into responses (${sql.raw(RESPONSE_NAMES)})
         select ${sql.raw(RESPONSE_NAMES)} from ${recordset(
-          part.map((f) => responseRow(f, f)),
+          part.map(endRow),
           RESPONSE_COLUMNS,
         )}
         on conflict (id) do update set
@@ -161,7 +183,7 @@ export async function insertStarts(db: Db, starts: StartRecord[], before: SQL[] 
       with ${sql.join(ctes, sql`, `)}
       insert into responses (${sql.raw(RESPONSE_NAMES)})
       select ${sql.raw(RESPONSE_NAMES)} from ${recordset(
-        part.map((s) => responseRow(s, null)),
+        part.map(startRow),
         RESPONSE_COLUMNS,
       )}`);
   }

@@ -23,7 +23,8 @@ export async function findOwnedResponse(db: Db, id: string, userId: string): Pro
   return { conversationId: row.conversationId, body: row.body as ResponseObject };
 }
 
-const inputItems = (prepared: PreparedContext): StoredItem[] => prepared.input.map((m) => ({ role: m.role, content: m.content, tokens: m.tokens }));
+/** The request's input as conversation items. */
+const inputItems = (input: PreparedContext['input']): StoredItem[] => input.map((m) => ({ role: m.role, content: m.content, tokens: m.tokens }));
 
 /** The row written at admission: the response as `in_progress`, and what recovery needs to finish it. */
 export function startRecord(args: {
@@ -60,7 +61,7 @@ export function startRecord(args: {
     createdAt: args.body.created_at,
     body: args.body,
     pending: {
-      input: inputItems(prepared),
+      input: inputItems(prepared.input),
       promptTokens: prepared.fixedTokens + prepared.historyTokens,
       reservationId: args.reservationId,
       windows: { day: { start: args.windows.day.start }, month: { start: args.windows.month.start } },
@@ -101,7 +102,7 @@ export function finishRecord(attempt: Attempt, principal: Principal, request: Cr
     firstTokenMs: b.firstTokenAt === null ? null : b.firstTokenAt - b.createdAt,
     durationMs: (b.completedAt ?? Date.now()) - b.createdAt,
     body,
-    items: [...attempt.context.input.map((m) => ({ role: m.role, content: m.content, tokens: m.tokens })), ...output],
+    items: [...inputItems(attempt.context.input), ...output],
     reservationId: reservation.id,
     windows: reservation.windows,
   };

@@ -18,16 +18,17 @@ import type { FinishRecord, ReleaseRecord, StartRecord } from './records.ts';
 import { appendItems, endResponses, insertStarts, recordset } from './statements.ts';
 
 /**
- * Every write of a response's life goes through one group-commit queue
- * (db/batcher.ts), in three kinds of job:
+ * Every write of a response's life goes through two group-commit queues
+ * (db/batcher.ts):
  *
- * - admit: before any model is called, the token reservation (when the
+ * - admissions: before any model is called, the token reservation (when the
  *   caller has limits) and the response's row, `in_progress`, with what is
  *   needed to finish it if this process dies (recovery.ts). A request whose
- *   record cannot be written never reaches a model.
- * - finish: the final row, the conversation items, the usage (and the
- *   reservation given back), once the response ended.
- * - release: no model was reached: the row goes and the reservation is given back.
+ *   record cannot be written never reaches a model. Their own queue, so a
+ *   request about to call a model never waits behind finished answers.
+ * - endings: a finished response (the final row, the conversation items, the
+ *   usage, the reservation given back), or a release (no model was reached:
+ *   the row goes and the reservation is given back).
  *
  * One batch is one transaction; rows are locked in one order (reservations,
  * responses, usage rows sorted, conversations sorted), so concurrent batches
@@ -36,13 +37,16 @@ import { appendItems, endResponses, insertStarts, recordset } from './statements
  * is left as recovered), so no usage is ever counted twice.
  */
 
-type Job =
-  | { kind: 'admit'; ask: AdmissionAsk | null; start: StartRecord; result?: AdmissionResult }
-  | { kind: 'finish'; record: FinishRecord; counted?: boolean }
-  | { kind: 'release'; record: ReleaseRecord };
+interface AdmitJob {
+  ask: AdmissionAsk | null;
+  start: StartRecord;
+  result?: AdmissionResult;
+}
+
+type EndJob = { kind: 'finish'; record: FinishRecord; counted?: boolean } | { kind: 'release'; record: ReleaseRecord };
 
 /** Reservations and in-progress rows of requests about to call a model. */
-async function writeAdmissions(tx: Db, admits: Extract<Job, { kind: 'admit' }>[]): Promise<void> {
+async function writeAdmissions(tx: Db, admits: AdmitJob[]): Promise<void> {
   const limitedKeys = admits.flatMap((a) => (a.ask === null ? [] : heldRows(a.ask.limited)));
   const rows = await lockUsage(tx, limitedKeys);
   const changed = new Set<string>();
@@ -81,11 +85,13 @@ async function writeAdmissions(tx: Db, admits: Extract<Job, { kind: 'admit' }>[]
   }
 }
 
-/** Admissions of callers without token limits: nothing to decide, only rows to write. */
-const unlimitedOnly = (jobs: Job[]) => jobs.length <= 200 && jobs.every((j) => j.kind === 'admit' && j.ask === null);
+/** Admissions of callers without token limits: nothing to decide, only rows to write (one statement holds 200). */
+const unlimitedOnly = (jobs: AdmitJob[]) => jobs.length <= 200 && jobs.every((j) => j.ask === null);
 
 /** Finished responses and released admissions. */
-async function writeEndings(tx: Db, finishes: Extract<Job, { kind: 'finish' }>[], releases: ReleaseRecord[]): Promise<void> {
+async function writeEndings(tx: Db, jobs: EndJob[]): Promise<void> {
+  const finishes = jobs.filter((j): j is Extract<EndJob, { kind: 'finish' }> => j.kind === 'finish');
+  const releases = jobs.flatMap((j) => (j.kind === 'release' ? [j.record] : []));
   const claimed = await claimReservations(tx, [
     ...finishes.map((f) => f.record.reservationId),
     ...releases.map((r) => r.reservationId),
@@ -122,23 +128,12 @@ async function writeEndings(tx: Db, finishes: Extract<Job, { kind: 'finish' }>[]
   }
 }
 
-async function writeBatch(tx: Db, jobs: Job[]): Promise<void> {
-  const admits = jobs.filter((j): j is Extract<Job, { kind: 'admit' }> => j.kind === 'admit');
-  const finishes = jobs.filter((j): j is Extract<Job, { kind: 'finish' }> => j.kind === 'finish');
-  const releases = jobs.flatMap((j) => (j.kind === 'release' ? [j.record] : []));
-  // Endings first: they give tokens back that admissions in the same batch may use.
-  if (finishes.length > 0 || releases.length > 0) await writeEndings(tx, finishes, releases);
-  if (admits.length > 0) await writeAdmissions(tx, admits);
-}
-
 function unlimited(start: StartRecord): Reservation {
   return { id: null, estimate: 0, windows: start.pending.windows as Reservation['windows'], held: [], states: [] };
 }
 
 export interface ResponseWriterOptions {
   maxBatch?: number;
-  /** Batches of each queue written at once: above 1 only with a pool of connections (PostgreSQL). */
-  concurrency?: number;
   onRetry?(err: unknown, attempt: number, jobs: number): void;
   /** A finished response whose content the database refused; only its facts and usage are stored. */
   onBare?(record: FinishRecord, err: unknown): void;
@@ -156,33 +151,35 @@ function bare(record: FinishRecord): FinishRecord {
 }
 
 export class ResponseWriter {
-  /** Admissions have a queue of their own: a request about to call a model never waits behind a batch of finished answers. */
-  private readonly admissions: Batcher<Job>;
-  private readonly endings: Batcher<Job>;
+  private readonly admissions: Batcher<AdmitJob>;
+  private readonly endings: Batcher<EndJob>;
   private readonly onBare: (record: FinishRecord, err: unknown) => void;
 
   constructor(db: Db, opts: ResponseWriterOptions = {}) {
     this.onBare = (record, err) => opts.onBare?.(record, err);
-    const write = (jobs: Job[]) => db.transaction((tx) => writeBatch(tx, jobs));
-    // Without limits an admission batch is one statement, which needs no transaction around it.
-    const admit = async (jobs: Job[]) => {
-      if (!unlimitedOnly(jobs)) return write(jobs);
-      await insertStarts(
-        db,
-        jobs.map((j) => (j as Extract<Job, { kind: 'admit' }>).start),
-      );
-      for (const j of jobs) if (j.kind === 'admit') j.result = { admitted: true, reservation: unlimited(j.start) };
-    };
     const onRetry = (err: unknown, attempt: number, jobs: number) => opts.onRetry?.(err, attempt, jobs);
-    const concurrency = opts.concurrency ?? 1;
-    // A request not yet at a model is answered 503 at once; a finished response waits out an outage.
-    this.admissions = new Batcher<Job>({ write: admit, maxBatch: opts.maxBatch ?? 256, concurrency, retryJob: () => false, onRetry });
-    this.endings = new Batcher<Job>({ write, maxBatch: opts.maxBatch ?? 256, concurrency, retryJob: () => true, onRetry });
+    const maxBatch = opts.maxBatch ?? 256;
+    this.admissions = new Batcher<AdmitJob>({
+      write: async (jobs) => {
+        if (!unlimitedOnly(jobs)) return db.transaction((tx) => writeAdmissions(tx, jobs));
+        // Without limits a batch is one statement, which needs no transaction around it.
+        await insertStarts(
+          db,
+          jobs.map((j) => j.start),
+        );
+        for (const j of jobs) j.result = { admitted: true, reservation: unlimited(j.start) };
+      },
+      maxBatch,
+      // A request not yet at a model is answered 503 at once; a finished response waits out an outage.
+      retryJob: () => false,
+      onRetry,
+    });
+    this.endings = new Batcher<EndJob>({ write: (jobs) => db.transaction((tx) => writeEndings(tx, jobs)), maxBatch, retryJob: () => true, onRetry });
   }
 
   /** Reserves tokens (when `ask` is given) and writes the response's in-progress row, in one commit. */
   async admit(ask: AdmissionAsk | null, start: StartRecord): Promise<AdmissionResult> {
-    const job: Job = { kind: 'admit', ask, start };
+    const job: AdmitJob = { ask, start };
     await this.admissions.add(job);
     return job.result!;
   }
@@ -210,10 +207,6 @@ export class ResponseWriter {
 
   get pending(): number {
     return this.admissions.pending + this.endings.pending;
-  }
-
-  async idle(): Promise<void> {
-    await Promise.all([this.admissions.idle(), this.endings.idle()]);
   }
 
   async close(graceMs: number): Promise<void> {
