@@ -239,7 +239,8 @@ describe('requests at fault, rate limits and failing open', () => {
     expect(t.report().m!.coolUntil).toBe(now + rest);
   });
 
-  it('lets a forced attempt through an open breaker, and a success closes it', () => {
+  /** A table whose model 'm' failed three times at t=0 (its breaker open until 30 s), seen at t=1 s. */
+  const trippedAt1s = () => {
     let now = 0;
     const t = new HealthTable(breaker, new Map(), () => now);
     for (let i = 0; i < 3; i++) {
@@ -247,6 +248,11 @@ describe('requests at fault, rate limits and failing open', () => {
       t.release('m', 'p', { type: 'failure', timeout: false });
     }
     now = 1_000;
+    return t;
+  };
+
+  it('lets a forced attempt through an open breaker, and a success closes it', () => {
+    const t = trippedAt1s();
     expect(t.routingState()).toEqual({ state: 'degraded', open: ['m'], cooling: [] });
     expect(t.readyAt('m')).toBe(30_000);
     expect(t.acquire('m', 'p')).toBe(false);
@@ -257,13 +263,7 @@ describe('requests at fault, rate limits and failing open', () => {
   });
 
   it('keeps an open breaker open when a forced attempt fails, without pushing its cooldown', () => {
-    let now = 0;
-    const t = new HealthTable(breaker, new Map(), () => now);
-    for (let i = 0; i < 3; i++) {
-      t.acquire('m', 'p');
-      t.release('m', 'p', { type: 'failure', timeout: false });
-    }
-    now = 1_000;
+    const t = trippedAt1s();
     t.acquire('m', 'p', { force: true });
     t.release('m', 'p', { type: 'failure', timeout: false });
     expect(t.report().m).toMatchObject({ state: 'open', openUntil: 30_000, failures: 4 });
