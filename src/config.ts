@@ -6,6 +6,7 @@ import type { DbTimeouts } from './db/client.ts';
 import { formatPath } from './param-path.ts';
 import { catalogSchema, checkCatalog, type Catalog } from './router/catalog.ts';
 import { planConfigSchema, type PlanInput } from './tenancy/plans.ts';
+import { toolsSchema, type ToolsConfig } from './tools/config.ts';
 
 /**
  * The one place that reads process.env: one config object, parsed once at start.
@@ -79,8 +80,8 @@ const envSchema = z.object({
   EUGPT_LOG_PRETTY: boolFromEnv.default(false),
 });
 
-/** The optional config file: providers, models, router settings, plans. */
-const fileSchema = z.strictObject({ ...catalogSchema, plans: z.array(planConfigSchema).default([]) });
+/** The optional config file: providers, models, router settings, plans, tools. */
+const fileSchema = z.strictObject({ ...catalogSchema, plans: z.array(planConfigSchema).default([]), tools: toolsSchema });
 
 type FileConfig = z.infer<typeof fileSchema>;
 
@@ -114,7 +115,11 @@ export interface Config {
   catalog: Catalog;
   /** Plans of the config file, written to the database at start. */
   plans: (PlanInput & { name: string })[];
+  /** The built-in tools' settings, with the search backend's key read from the environment. */
+  tools: ResolvedToolsConfig;
 }
+
+export type ResolvedToolsConfig = ToolsConfig & { web_search: ToolsConfig['web_search'] & { apiKey: string | undefined } };
 
 function describe(prefix: string, error: z.ZodError): string {
   return error.issues
@@ -162,6 +167,22 @@ function catalogFrom(file: FileConfig, env: Record<string, string>, path: string
   return { providers, models: file.models, router: file.router };
 }
 
+function toolsFrom(file: FileConfig, env: Record<string, string>, path: string | undefined): ResolvedToolsConfig {
+  const search = file.tools.web_search;
+  const where = `EUGPT_CONFIG (${path}) tools.web_search`;
+  const apiKey = search.api_key_env === undefined ? undefined : env[search.api_key_env];
+  if (search.enabled && search.api_key_env !== undefined && apiKey === undefined) {
+    throw new ConfigError(`${where}: environment variable ${search.api_key_env} (api_key_env) is not set`);
+  }
+  if (search.enabled && search.backend === 'searxng' && search.base_url === undefined) {
+    throw new ConfigError(`${where}: the searxng backend needs base_url (the root of your SearXNG, e.g. http://searxng:8080)`);
+  }
+  if (search.enabled && search.backend === 'brave' && apiKey === undefined) {
+    throw new ConfigError(`${where}: the brave backend needs api_key_env (the variable holding a Brave Search API key)`);
+  }
+  return { ...file.tools, web_search: { ...search, apiKey } };
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // Empty strings count as unset, as a shell `FOO= npm start` or an empty compose entry means.
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== '')) as Record<string, string>;
@@ -196,6 +217,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     configFile,
     catalog: catalogFrom(file, cleaned, configFile),
     plans: file.plans,
+    tools: toolsFrom(file, cleaned, configFile),
   };
 }
 
