@@ -1,6 +1,7 @@
 import type { ProviderConfig } from '../router/catalog.ts';
 import { jsonEvents, UpstreamHttp } from './http.ts';
 import { StorableText } from './storable-text.ts';
+import { ToolCallStream } from './tool-calls.ts';
 import { UpstreamError, type ChatMessage, type ChatRequest, type FinishReason, type Provider } from './types.ts';
 
 /**
@@ -12,15 +13,59 @@ import { UpstreamError, type ChatMessage, type ChatRequest, type FinishReason, t
 
 const API_VERSION = '2023-06-01';
 
+type Block =
+  | { type: 'text'; text: string }
+  | { type: 'tool_use'; id: string; name: string; input: unknown }
+  | { type: 'tool_result'; tool_use_id: string; content: string };
+
 interface AnthropicMessage {
   role: 'user' | 'assistant';
-  content: string;
+  /** Plain text as a string; blocks once a tool call or result is involved. */
+  content: string | Block[];
+}
+
+/** The arguments a model wrote, as the object Anthropic wants back; what does not parse is sent as it was written. */
+function inputOf(args: string): unknown {
+  try {
+    const value: unknown = JSON.parse(args === '' ? '{}' : args);
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) return value;
+  } catch {
+    // fall through
+  }
+  return { arguments: args };
+}
+
+function toBlocks(content: string | Block[]): Block[] {
+  if (typeof content !== 'string') return content;
+  return content === '' ? [] : [{ type: 'text', text: content }];
+}
+
+function messageOf(m: ChatMessage): AnthropicMessage {
+  if (m.role === 'tool') return { role: 'user', content: [{ type: 'tool_result', tool_use_id: m.callId, content: m.content }] };
+  if (m.role === 'assistant' && m.toolCalls !== undefined && m.toolCalls.length > 0) {
+    return {
+      role: 'assistant',
+      content: [...toBlocks(m.content), ...m.toolCalls.map((c): Block => ({ type: 'tool_use', id: c.id, name: c.name, input: inputOf(c.arguments) }))],
+    };
+  }
+  return { role: m.role === 'assistant' ? 'assistant' : 'user', content: m.content };
+}
+
+/** Joins a message to the one before it of the same role; tool results stay first, as the API requires. */
+function join(last: AnthropicMessage, next: AnthropicMessage): void {
+  if (typeof last.content === 'string' && typeof next.content === 'string') {
+    last.content += `\n\n${next.content}`;
+    return;
+  }
+  const blocks = [...toBlocks(last.content), ...toBlocks(next.content)];
+  last.content = [...blocks.filter((b) => b.type === 'tool_result'), ...blocks.filter((b) => b.type !== 'tool_result')];
 }
 
 /**
  * The Messages API takes the system prompt apart, and turns that alternate
  * and open with the user: system messages are gathered, neighbours of one
- * role are joined.
+ * role are joined. Tool calls become `tool_use` blocks of the answer, their
+ * results `tool_result` blocks of the next user turn.
  */
 export function toAnthropic(messages: ChatMessage[]): { system: string | undefined; messages: AnthropicMessage[] } {
   const system: string[] = [];
@@ -30,12 +75,23 @@ export function toAnthropic(messages: ChatMessage[]): { system: string | undefin
       system.push(m.content);
       continue;
     }
+    const next = messageOf(m);
     const last = out.at(-1);
-    if (last?.role === m.role) last.content += `\n\n${m.content}`;
-    else out.push({ role: m.role, content: m.content });
+    if (last?.role === next.role) join(last, next);
+    else out.push(next);
   }
   if (out[0]?.role === 'assistant') out.unshift({ role: 'user', content: '(continuing the conversation)' });
   return { system: system.length > 0 ? system.join('\n\n') : undefined, messages: out };
+}
+
+function toolFields(request: ChatRequest) {
+  if (request.tools === undefined || request.tools.length === 0) return {};
+  const choice = request.toolChoice ?? 'auto';
+  const type = choice === 'auto' ? { type: 'auto' } : choice === 'required' ? { type: 'any' } : { type: 'tool', name: choice.name };
+  return {
+    tools: request.tools.map((t) => ({ name: t.name, description: t.description, input_schema: t.parameters })),
+    tool_choice: { ...type, ...(request.parallelToolCalls === false ? { disable_parallel_tool_use: true } : {}) },
+  };
 }
 
 export function messagesBody(request: ChatRequest): string {
@@ -45,6 +101,7 @@ export function messagesBody(request: ChatRequest): string {
     max_tokens: request.maxOutputTokens,
     ...(system === undefined ? {} : { system }),
     messages,
+    ...toolFields(request),
     stream: true,
     ...(request.temperature === undefined ? {} : { temperature: Math.min(1, request.temperature) }),
     ...(request.topP === undefined ? {} : { top_p: request.topP }),
@@ -63,8 +120,10 @@ const STOP: Record<string, FinishReason> = {
 
 interface AnthropicEvent {
   type: string;
+  index?: number;
   message?: { usage?: Record<string, number | undefined> };
-  delta?: { type?: string; text?: string; stop_reason?: string | null };
+  content_block?: { type?: string; name?: string };
+  delta?: { type?: string; text?: string; partial_json?: string; stop_reason?: string | null };
   usage?: { output_tokens?: number };
   error?: { type?: string; message?: string };
 }
@@ -86,6 +145,7 @@ export function createAnthropicProvider(config: ProviderConfig): Provider {
       let input = 0;
       let cached = 0;
       const text = new StorableText();
+      const calls = new ToolCallStream();
       for await (const { data } of jsonEvents(call)) {
         const event = data as AnthropicEvent;
         // Held-back text belongs before whatever ends its block or the message.
@@ -100,13 +160,22 @@ export function createAnthropicProvider(config: ProviderConfig): Provider {
             input = n(u.input_tokens) + n(u.cache_creation_input_tokens) + cached;
             break;
           }
+          case 'content_block_start':
+            if (event.content_block?.type === 'tool_use') yield* calls.piece(n(event.index), event.content_block.name, undefined);
+            break;
           case 'content_block_delta':
             if (event.delta?.type === 'text_delta' && typeof event.delta.text === 'string' && event.delta.text !== '') {
               const clean = text.push(event.delta.text);
               if (clean !== '') yield { type: 'text', text: clean };
+            } else if (event.delta?.type === 'input_json_delta') {
+              yield* calls.piece(n(event.index), undefined, event.delta.partial_json);
             }
             break;
+          case 'content_block_stop':
+            yield* calls.end(n(event.index));
+            break;
           case 'message_delta':
+            yield* calls.endAll();
             if (typeof event.delta?.stop_reason === 'string') yield { type: 'finish', reason: STOP[event.delta.stop_reason] ?? 'other' };
             yield { type: 'usage', usage: { inputTokens: input, outputTokens: n(event.usage?.output_tokens), cachedTokens: cached, reasoningTokens: 0 } };
             break;
@@ -115,7 +184,7 @@ export function createAnthropicProvider(config: ProviderConfig): Provider {
           case 'error':
             throw new UpstreamError('protocol', `upstream sent an error event: ${event.error?.type ?? 'unknown'}: ${event.error?.message ?? ''}`);
           default:
-            break; // ping, content_block_start/stop, and event types added later
+            break; // ping, and event types added later
         }
       }
       throw new UpstreamError('protocol', 'upstream stream ended before message_stop');

@@ -1,8 +1,10 @@
 import type { ProviderConfig } from '../router/catalog.ts';
 import { DONE, jsonEvents, UpstreamHttp } from './http.ts';
 import { StorableText } from './storable-text.ts';
+import { ToolCallStream } from './tool-calls.ts';
 import {
   UpstreamError,
+  type ChatMessage,
   type ChatRequest,
   type FinishReason,
   type Provider,
@@ -16,8 +18,14 @@ import {
  * OpenAI-compatible servers. Always asks for the usage chunk.
  */
 
+interface ToolCallPiece {
+  index?: number;
+  id?: string;
+  function?: { name?: string | null; arguments?: string | null };
+}
+
 interface ChatChunk {
-  choices?: { delta?: { content?: string | null }; finish_reason?: string | null }[];
+  choices?: { delta?: { content?: string | null; tool_calls?: ToolCallPiece[] | null }; finish_reason?: string | null }[];
   usage?: {
     prompt_tokens?: number;
     completion_tokens?: number;
@@ -34,10 +42,38 @@ function responseFormat(format: ResponseFormat | undefined) {
   return { type: 'json_schema', json_schema: { name, schema, ...(strict === undefined ? {} : { strict }), ...(description === undefined ? {} : { description }) } };
 }
 
+/** The chat-completions form of a message: tool calls on the assistant message, results as `tool` messages. */
+function wireMessage(m: ChatMessage) {
+  if (m.role === 'tool') return { role: 'tool', tool_call_id: m.callId, content: m.content };
+  if (m.role === 'assistant' && m.toolCalls !== undefined && m.toolCalls.length > 0) {
+    return {
+      role: 'assistant',
+      content: m.content === '' ? null : m.content,
+      tool_calls: m.toolCalls.map((c) => ({ id: c.id, type: 'function', function: { name: c.name, arguments: c.arguments } })),
+    };
+  }
+  return { role: m.role, content: m.content };
+}
+
+function toolFields(request: ChatRequest) {
+  if (request.tools === undefined || request.tools.length === 0) return {};
+  const choice = request.toolChoice;
+  return {
+    tools: request.tools.map((t) => ({
+      type: 'function',
+      function: { name: t.name, description: t.description, parameters: t.parameters, ...(t.strict === undefined ? {} : { strict: t.strict }) },
+    })),
+    ...(choice === undefined ? {} : { tool_choice: typeof choice === 'string' ? choice : { type: 'function', function: { name: choice.name } } }),
+    // Sent only to turn it off: servers that do not know the field would otherwise refuse every request.
+    ...(request.parallelToolCalls === false ? { parallel_tool_calls: false } : {}),
+  };
+}
+
 export function chatBody(request: ChatRequest): string {
   return JSON.stringify({
     model: request.model,
-    messages: request.messages,
+    messages: request.messages.map(wireMessage),
+    ...toolFields(request),
     stream: true,
     stream_options: { include_usage: true },
     max_tokens: request.maxOutputTokens,
@@ -67,7 +103,7 @@ function usageOf(u: NonNullable<ChatChunk['usage']>): UpstreamUsage {
 }
 
 /** Events of one parsed chunk. */
-function* eventsOf(chunk: ChatChunk): Generator<ProviderEvent> {
+function* eventsOf(chunk: ChatChunk, calls: ToolCallStream): Generator<ProviderEvent> {
   if (chunk.error !== undefined) {
     const message = typeof chunk.error === 'string' ? chunk.error : (chunk.error.message ?? 'unknown');
     throw new UpstreamError('protocol', `upstream sent an error event: ${message}`);
@@ -75,7 +111,18 @@ function* eventsOf(chunk: ChatChunk): Generator<ProviderEvent> {
   const choice = chunk.choices?.[0];
   const text = choice?.delta?.content;
   if (typeof text === 'string' && text !== '') yield { type: 'text', text };
-  if (typeof choice?.finish_reason === 'string') yield { type: 'finish', reason: FINISH[choice.finish_reason] ?? 'other' };
+  const pieces = choice?.delta?.tool_calls;
+  if (Array.isArray(pieces)) {
+    for (const [i, piece] of pieces.entries()) {
+      // Servers that leave out `index` send one call per chunk, in order.
+      const index = typeof piece.index === 'number' ? piece.index : i;
+      yield* calls.piece(index, piece.function?.name ?? undefined, piece.function?.arguments ?? undefined);
+    }
+  }
+  if (typeof choice?.finish_reason === 'string') {
+    yield* calls.endAll();
+    yield { type: 'finish', reason: FINISH[choice.finish_reason] ?? 'other' };
+  }
   if (chunk.usage) yield { type: 'usage', usage: usageOf(chunk.usage) };
 }
 
@@ -92,12 +139,13 @@ export function createOpenAICompatibleProvider(config: ProviderConfig): Provider
       const call = await http.post(path, headers, chatBody(request), request.signal, request.onSent);
       let finished = false;
       const text = new StorableText();
+      const calls = new ToolCallStream();
       for await (const { data } of jsonEvents(call)) {
         if (data === DONE) {
           finished = true;
           break;
         }
-        for (const event of eventsOf(data as ChatChunk)) {
+        for (const event of eventsOf(data as ChatChunk, calls)) {
           if (event.type === 'text') {
             const clean = text.push(event.text);
             if (clean !== '') yield { type: 'text', text: clean };
@@ -113,6 +161,7 @@ export function createOpenAICompatibleProvider(config: ProviderConfig): Provider
       if (!finished) throw new UpstreamError('protocol', 'upstream stream ended before the answer finished');
       const rest = text.flush();
       if (rest !== '') yield { type: 'text', text: rest };
+      yield* calls.endAll();
     },
     close: () => http.close(),
   };

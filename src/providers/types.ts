@@ -3,10 +3,31 @@
  * the engine never sees a provider's wire format.
  */
 
-export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant';
-  content: string;
+/** A call the model made to a tool, as history sends it back. `id` is our `call_…` id. */
+export interface ToolCall {
+  id: string;
+  name: string;
+  /** The arguments as the model wrote them: a JSON string. */
+  arguments: string;
 }
+
+export type ChatMessage =
+  | { role: 'system' | 'user'; content: string }
+  /** An answer, with the tool calls it made (its text may be empty then). */
+  | { role: 'assistant'; content: string; toolCalls?: ToolCall[] | undefined }
+  /** A tool's result, answering the call with that id. */
+  | { role: 'tool'; callId: string; content: string };
+
+/** A tool the model may call: its arguments' JSON Schema. */
+export interface ToolSpec {
+  name: string;
+  description: string;
+  parameters: Record<string, unknown>;
+  strict?: boolean | undefined;
+}
+
+/** `required`: some tool must be called; `{name}`: that one. */
+export type ToolChoice = 'auto' | 'required' | { name: string };
 
 export type ResponseFormat =
   | { type: 'json_object' }
@@ -20,6 +41,10 @@ export interface ChatRequest {
   temperature?: number | undefined;
   topP?: number | undefined;
   responseFormat?: ResponseFormat | undefined;
+  /** Tools offered for this call; none means the model can only answer. */
+  tools?: ToolSpec[] | undefined;
+  toolChoice?: ToolChoice | undefined;
+  parallelToolCalls?: boolean | undefined;
   /** Aborts the upstream call: the client went away, or the server is giving up. */
   signal: AbortSignal;
   /** Called when the call got a connection and was sent: waiting before that is not the model's latency. */
@@ -35,8 +60,16 @@ export interface UpstreamUsage {
 
 export type FinishReason = 'stop' | 'length' | 'content_filter' | 'tool_calls' | 'other';
 
+/**
+ * What an adapter streams. Tool calls come as start, argument pieces and end,
+ * keyed by the call's position in this answer (`index`), which is all the
+ * upstreams agree on; the engine gives each call its own ids.
+ */
 export type ProviderEvent =
   | { type: 'text'; text: string }
+  | { type: 'tool_call_start'; index: number; name: string }
+  | { type: 'tool_call_delta'; index: number; arguments: string }
+  | { type: 'tool_call_end'; index: number }
   | { type: 'usage'; usage: UpstreamUsage }
   | { type: 'finish'; reason: FinishReason };
 

@@ -1,38 +1,41 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { Db } from '../db/client.ts';
+import { scrubErrorText } from '../http/log-errors.ts';
 import type { Providers } from '../providers/registry.ts';
-import { UpstreamError } from '../providers/types.ts';
+import { UpstreamError, type ChatRequest, type ProviderEvent } from '../providers/types.ts';
 import type { Catalog, ModelConfig } from '../router/catalog.ts';
 import type { HealthTable, Outcome as HealthOutcome } from '../router/health.ts';
-import type { Decision } from '../router/pick.ts';
-import { scrubErrorText } from '../http/log-errors.ts';
-import { echoOf, ResponseBuilder } from './builder.ts';
-import { contextFor, type PreparedContext, type ResponseContext } from './context.ts';
-import { runResponse } from './engine.ts';
-import type { ResponseEvent } from './events.ts';
-import type { CreateRequest } from './request.ts';
 
-export interface Attempt {
+/**
+ * One model call with failover: the candidates are tried in order until one
+ * sends its first event, the commit point of that call. A response makes one
+ * call per step of its tool loop, and each goes through here, so a later step
+ * fails over before its own first token without breaking the stream.
+ */
+
+/** A call that sent its first event: the rest of its events, and how to end it. */
+export interface ModelCall {
   model: ModelConfig;
-  builder: ResponseBuilder;
-  context: ResponseContext;
-  /**
-   * When the upstream call got a connection and was sent (until then, when
-   * the attempt began): the model's latency counts from here, so time spent
-   * queued for a busy provider is never blamed on the model.
-   */
+  /** The first event, already read. */
+  first: ProviderEvent | undefined;
+  rest: AsyncIterator<ProviderEvent>;
+  /** The prompt's tokens as we counted them, for usage when the upstream reports none. */
+  promptTokens: number;
+  maxOutputTokens: number;
+  /** When the call was sent (after any wait for a free connection): the model's latency counts from here. */
   startedAt: number;
+  /** Gives the model's health slot back with what the call said about it; the first call of end() wins. */
+  end(outcome: HealthOutcome): void;
 }
 
-export type Outcome =
-  /** Committed: the first event is in hand; `events` starts with it. */
-  | { type: 'started'; attempt: Attempt; events: AsyncGenerator<ResponseEvent> }
-  /** The client left before any model answered; `attempt` is the last one tried, if any. */
-  | { type: 'gone'; attempt: Attempt | undefined }
-  /** Every model tried failed before its first token (or none could be tried). */
-  | { type: 'failed'; attempt: Attempt | undefined; error: unknown };
+export type CallOutcome =
+  | { type: 'started'; call: ModelCall }
+  /** The client left (or the server is stopping) before any model answered. */
+  | { type: 'gone' }
+  /** Every candidate failed before its first event, or none could be tried. */
+  | { type: 'failed'; error: unknown };
 
-export interface AttemptDeps {
+export interface CallDeps {
   db: Db;
   catalog: Catalog;
   providers: Providers;
@@ -41,7 +44,10 @@ export interface AttemptDeps {
   now: () => number;
 }
 
-/** Aborts an attempt because the failover deadline passed (not the client's doing). */
+/** The upstream request for one model, made when that model is tried. */
+export type CallBuilder = (model: ModelConfig) => Promise<Omit<ChatRequest, 'signal' | 'onSent'> & { promptTokens: number }>;
+
+/** Aborts a call because the failover deadline passed (not the client's doing). */
 const deadlinePassed = (ms: number) => new UpstreamError('timeout', `failover deadline of ${ms} ms passed`);
 
 /**
@@ -56,93 +62,67 @@ export function healthOutcomeOf(err: unknown): HealthOutcome {
   return { type: 'failure', timeout: err.kind === 'timeout' };
 }
 
-type Step = { type: 'done'; outcome: Outcome } | { type: 'next' } | { type: 'stop' };
+type Step = { type: 'done'; outcome: CallOutcome } | { type: 'next' } | { type: 'stop' };
 
 /**
- * Tries the chosen model, then its fallbacks, until one produces its first
- * event (issue 4: failover only before the first token reaches the client),
- * bounded by `max_attempts` and an overall deadline. Connect errors,
- * timeouts, a full queue, 429 and 5xx move on to the next model; other
- * failures stop. When no candidate could be claimed (their breakers opened,
- * or their providers filled up, since the pick), the one back soonest is
- * tried anyway: refusing would make the breaker itself the outage.
- * Which models were tried goes to the log, never to the client.
+ * Tries `candidates` (bounded by `max_attempts` and the failover deadline)
+ * until one sends its first event. Connect errors, timeouts, a full queue,
+ * 429 and 5xx move on to the next model; other failures stop. When no
+ * candidate could be claimed (their breakers opened, or their providers
+ * filled up), the one back soonest is tried anyway: refusing would make the
+ * breaker itself the outage. Which models were tried goes to the log, never
+ * to the client. Errors of `build` (a prompt that fits no window) are thrown.
  */
-export async function startWithFailover(
-  deps: AttemptDeps,
-  request: CreateRequest,
-  prepared: PreparedContext,
-  decision: Decision,
-  client: AbortSignal,
-  /** The response's id and creation time, fixed at admission: every attempt builds the same response. */
-  identity: { id: string; createdAt: number },
-): Promise<Outcome> {
+export async function openCall(deps: CallDeps, candidates: ModelConfig[], build: CallBuilder, client: AbortSignal): Promise<CallOutcome> {
   const { failover } = deps.catalog.router;
   const deadline = Date.now() + failover.deadline_ms;
-  const candidates = [decision.model, ...decision.fallbacks].slice(0, failover.max_attempts);
+  const models = candidates.slice(0, failover.max_attempts);
   const tried: { model: string; error: string }[] = [];
-  let last: Attempt | undefined;
   let lastError: unknown;
 
   const attempt = async (model: ModelConfig): Promise<Step> => {
+    let request: Awaited<ReturnType<CallBuilder>>;
+    try {
+      request = await build(model);
+    } catch (err) {
+      deps.health.release(model.id, model.provider, { type: 'neutral' });
+      throw err;
+    }
     const controller = new AbortController();
     const onClientGone = () => controller.abort(client.reason);
     client.addEventListener('abort', onClientGone, { once: true });
     const timer = setTimeout(() => controller.abort(deadlinePassed(failover.deadline_ms)), deadline - Date.now());
-    const startedAt = deps.now();
-    let context: ResponseContext;
+    let startedAt = deps.now();
+    const upstream = deps.providers
+      .get(model.provider)
+      .stream({ ...request, signal: controller.signal, onSent: () => (startedAt = deps.now()) })
+      [Symbol.asyncIterator]();
     try {
-      context = await contextFor(deps.db, prepared, request, model);
-    } catch (err) {
-      clearTimeout(timer);
-      client.removeEventListener('abort', onClientGone);
-      deps.health.release(model.id, model.provider, { type: 'neutral' });
-      throw err;
-    }
-    const builder = new ResponseBuilder(identity.id, identity.createdAt, model.id, context.conversationId, echoOf(request));
-    const current: Attempt = { model, builder, context, startedAt };
-    last = current;
-    const engine = runResponse({
-      builder,
-      provider: deps.providers.get(model.provider),
-      chat: {
-        model: model.upstream_model,
-        messages: context.messages,
-        maxOutputTokens: context.maxOutputTokens,
-        temperature: request.temperature ?? undefined,
-        topP: request.topP ?? undefined,
-        responseFormat: request.responseFormat,
-        onSent: () => {
-          current.startedAt = deps.now();
-        },
-      },
-      signal: controller.signal,
-      clientGone: () => client.aborted,
-      promptTokens: context.promptTokens,
-      now: deps.now,
-      routing: request.includeRouting ? { model_id: model.id, category: decision.category, reason: decision.reason } : undefined,
-      onUpstreamError: (err) => deps.log.warn({ model: model.id, error: describe(err) }, 'upstream failed mid-answer'),
-    });
-
-    try {
-      const first = await engine.next();
+      const first = await upstream.next();
       clearTimeout(timer); // committed: from here on only the provider's own timeouts apply
       if (tried.length > 0) deps.log.info({ model: model.id, tried }, 'failed over');
-      const events = (async function* () {
-        try {
-          if (!first.done) yield first.value;
-          yield* engine;
-        } finally {
+      let ended = false;
+      const call: ModelCall = {
+        model,
+        first: first.done === true ? undefined : first.value,
+        rest: upstream,
+        promptTokens: request.promptTokens,
+        maxOutputTokens: request.maxOutputTokens,
+        startedAt,
+        end(outcome) {
+          if (ended) return;
+          ended = true;
           client.removeEventListener('abort', onClientGone);
-        }
-      })();
-      return { type: 'done', outcome: { type: 'started', attempt: current, events } };
+          deps.health.release(model.id, model.provider, outcome);
+        },
+      };
+      return { type: 'done', outcome: { type: 'started', call } };
     } catch (err) {
       clearTimeout(timer);
       client.removeEventListener('abort', onClientGone);
       if (client.aborted) {
         deps.health.release(model.id, model.provider, { type: 'neutral' });
-        return { type: 'done', outcome: { type: 'gone', attempt: current } };
+        return { type: 'done', outcome: { type: 'gone' } };
       }
       deps.health.release(model.id, model.provider, healthOutcomeOf(err));
       tried.push({ model: model.id, error: describe(err) });
@@ -153,8 +133,8 @@ export async function startWithFailover(
   };
 
   let claimedAny = false;
-  for (const model of candidates) {
-    if (client.aborted) return { type: 'gone', attempt: last };
+  for (const model of models) {
+    if (client.aborted) return { type: 'gone' };
     if (deadline - Date.now() <= 0) break;
     if (!deps.health.acquire(model.id, model.provider)) continue;
     claimedAny = true;
@@ -162,19 +142,19 @@ export async function startWithFailover(
     if (step.type === 'done') return step.outcome;
     if (step.type === 'stop') break;
   }
-  if (!claimedAny && candidates.length > 0 && !client.aborted && deadline - Date.now() > 0) {
-    const soonest = candidates.reduce((a, b) => (deps.health.readyAt(b.id) < deps.health.readyAt(a.id) ? b : a));
-    deps.log.info({ model: soonest.id, category: decision.category }, 'every candidate is out; failing open');
+  if (!claimedAny && models.length > 0 && !client.aborted && deadline - Date.now() > 0) {
+    const soonest = models.reduce((a, b) => (deps.health.readyAt(b.id) < deps.health.readyAt(a.id) ? b : a));
+    deps.log.info({ model: soonest.id }, 'every candidate is out; failing open');
     deps.health.acquire(soonest.id, soonest.provider, { force: true });
     const step = await attempt(soonest);
     if (step.type === 'done') return step.outcome;
   }
-  if (client.aborted) return { type: 'gone', attempt: last };
-  deps.log.warn({ tried, category: decision.category }, 'no model answered');
-  return { type: 'failed', attempt: last, error: lastError };
+  if (client.aborted) return { type: 'gone' };
+  deps.log.warn({ tried }, 'no model answered');
+  return { type: 'failed', error: lastError };
 }
 
-function describe(err: unknown): string {
+export function describe(err: unknown): string {
   if (err instanceof UpstreamError) return `${err.kind}${err.status === undefined ? '' : ` ${err.status}`}: ${err.message}`;
   return scrubErrorText(err instanceof Error ? err.message : String(err));
 }

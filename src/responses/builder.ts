@@ -1,6 +1,7 @@
 import type { UpstreamUsage } from '../providers/types.ts';
+import type { ResponseEvent } from './events.ts';
 import type { CreateRequest } from './request.ts';
-import { emptyPart, messageId, outputTextOf, usageOf, type MessageItem, type ResponseObject, type ResponseStatus } from './object.ts';
+import { copyItem, outputTextOf, toolCallsOf, usageOf, type OutputItem, type ResponseObject, type ResponseStatus } from './object.ts';
 
 export interface ResponseEcho {
   instructions: string | null;
@@ -12,6 +13,7 @@ export interface ResponseEcho {
   temperature: number | null;
   topP: number | null;
   maxOutputTokens: number | null;
+  tools: unknown[];
 }
 
 /** What a response echoes of its request. */
@@ -26,16 +28,19 @@ export function echoOf(request: CreateRequest): ResponseEcho {
     temperature: request.temperature,
     topP: request.topP,
     maxOutputTokens: request.maxOutputTokens,
+    tools: request.tools,
   };
 }
 
 /**
- * The state of one response as it is produced: the engine changes it, the
- * lifecycle events carry snapshots of it, and the store persists its end.
+ * The state of one response as it is produced. Its output is changed only by
+ * `apply`, the one reducer of the response's events, so the streamed events,
+ * the collected document and the stored row cannot disagree. Status, usage
+ * and error are set by the engine when the response ends.
  */
 export class ResponseBuilder {
   status: ResponseStatus = 'in_progress';
-  readonly output: MessageItem[] = [];
+  readonly output: OutputItem[] = [];
   usage: UpstreamUsage | null = null;
   error: { code: string; message: string } | null = null;
   incompleteReason: string | null = null;
@@ -45,15 +50,51 @@ export class ResponseBuilder {
   constructor(
     readonly id: string,
     readonly createdAt: number,
-    readonly model: string,
+    public model: string,
     readonly conversationId: string,
     readonly echo: ResponseEcho,
   ) {}
 
-  addMessage(): { item: MessageItem; index: number } {
-    const item: MessageItem = { id: messageId(), type: 'message', role: 'assistant', status: 'in_progress', content: [emptyPart()] };
-    this.output.push(item);
-    return { item, index: this.output.length - 1 };
+  /** Folds one event into the output (the same steps as a client's accumulator). */
+  apply(event: ResponseEvent): void {
+    switch (event.type) {
+      case 'response.output_item.added':
+        this.output.push(copyItem(event.item));
+        break;
+      case 'response.output_item.done':
+        this.output[event.output_index] = copyItem(event.item);
+        break;
+      case 'response.content_part.added':
+      case 'response.content_part.done': {
+        const item = this.output[event.output_index];
+        if (item?.type === 'message') item.content[event.content_index] = { ...event.part, annotations: [...event.part.annotations] };
+        break;
+      }
+      case 'response.output_text.delta': {
+        const item = this.output[event.output_index];
+        const part = item?.type === 'message' ? item.content[event.content_index] : undefined;
+        if (part !== undefined) part.text += event.delta;
+        break;
+      }
+      case 'response.output_text.annotation.added': {
+        const item = this.output[event.output_index];
+        const part = item?.type === 'message' ? item.content[event.content_index] : undefined;
+        if (part !== undefined) part.annotations[event.annotation_index] = { ...event.annotation };
+        break;
+      }
+      case 'response.function_call_arguments.delta': {
+        const item = this.output[event.output_index];
+        if (item?.type === 'function_call') item.arguments += event.delta;
+        break;
+      }
+      case 'response.function_call_arguments.done': {
+        const item = this.output[event.output_index];
+        if (item?.type === 'function_call') item.arguments = event.arguments;
+        break;
+      }
+      default:
+        break;
+    }
   }
 
   get outputText(): string {
@@ -65,6 +106,20 @@ export class ResponseBuilder {
     this.status = status;
     this.completedAt = at;
     for (const item of this.output) if (item.status === 'in_progress') item.status = status === 'completed' ? 'completed' : 'incomplete';
+  }
+
+  /** Adds a model call's usage to the response's. */
+  addUsage(u: UpstreamUsage): void {
+    const t = this.usage;
+    this.usage =
+      t === null
+        ? { ...u }
+        : {
+            inputTokens: t.inputTokens + u.inputTokens,
+            outputTokens: t.outputTokens + u.outputTokens,
+            cachedTokens: t.cachedTokens + u.cachedTokens,
+            reasoningTokens: t.reasoningTokens + u.reasoningTokens,
+          };
   }
 
   /**
@@ -82,11 +137,9 @@ export class ResponseBuilder {
       completed_at: this.completedAt,
       status: this.status,
       model: this.model,
-      output: this.output.map((item) => ({
-        ...item,
-        content: item.content.map((p) => ({ ...p, annotations: [...p.annotations], logprobs: [...p.logprobs] })),
-      })),
+      output: this.output.map(copyItem),
       output_text: this.outputText,
+      tool_calls: toolCallsOf(this.output),
       usage: this.status === 'in_progress' || u === null ? null : usageOf(u.inputTokens, u.outputTokens, u.cachedTokens, u.reasoningTokens),
       conversation_id: this.conversationId,
       conversation: { id: this.conversationId },
@@ -96,7 +149,7 @@ export class ResponseBuilder {
       error: this.error === null ? null : { ...this.error },
       incomplete_details: this.incompleteReason === null ? null : { reason: this.incompleteReason },
       previous_response_id: this.echo.previousResponseId,
-      tools: [],
+      tools: this.echo.tools,
       tool_choice: this.echo.toolChoice,
       parallel_tool_calls: this.echo.parallelToolCalls,
       temperature: this.echo.temperature,

@@ -1,20 +1,24 @@
-import type { MessageItem, OutputText, ResponseObject } from './object.ts';
+import type { Annotation, OutputItem, OutputText, ResponseObject } from './object.ts';
 
-/** The SSE payloads of a streamed response; `sequence_number` is set by the engine. */
+/** The SSE payloads of a streamed response (docs/api.md); `sequence_number` is set by the engine. */
 
 type Seq = { sequence_number: number };
 type Part = { item_id: string; output_index: number; content_index: number };
+type At = { item_id: string; output_index: number };
 
 export type ResponseEvent =
   | ({ type: 'response.created'; response: ResponseObject } & Seq)
   | ({ type: 'response.in_progress'; response: ResponseObject } & Seq)
-  | ({ type: 'response.completed'; response: ResponseObject } & Seq)
-  | ({ type: 'response.output_item.added'; output_index: number; item: MessageItem } & Seq)
-  | ({ type: 'response.output_item.done'; output_index: number; item: MessageItem } & Seq)
+  | ({ type: 'response.completed'; response: ResponseObject; final_text: string } & Seq)
+  | ({ type: 'response.output_item.added'; output_index: number; item: OutputItem } & Seq)
+  | ({ type: 'response.output_item.done'; output_index: number; item: OutputItem } & Seq)
   | ({ type: 'response.content_part.added'; part: OutputText } & Part & Seq)
   | ({ type: 'response.content_part.done'; part: OutputText } & Part & Seq)
   | ({ type: 'response.output_text.delta'; delta: string; logprobs: unknown[] } & Part & Seq)
+  | ({ type: 'response.output_text.annotation.added'; annotation_index: number; annotation: Annotation } & Part & Seq)
   | ({ type: 'response.output_text.done'; text: string; logprobs: unknown[] } & Part & Seq)
+  | ({ type: 'response.function_call_arguments.delta'; delta: string } & At & Seq)
+  | ({ type: 'response.function_call_arguments.done'; arguments: string; name: string } & At & Seq)
   | ({ type: 'response.routing.completed'; model_id: string; category: string; reason: string } & Seq)
   | ({
       type: 'error';

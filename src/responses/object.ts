@@ -1,11 +1,22 @@
 import { randomBytes } from 'node:crypto';
 
-/** The response object and its parts, exactly as the API returns them. */
+/** The response object and its parts, exactly as the API returns them (docs/api.md). */
+
+/** A span of an answer that cites a web page a tool returned; indexes count code points of the part's text. */
+export interface UrlCitation {
+  type: 'url_citation';
+  url: string;
+  title: string;
+  start_index: number;
+  end_index: number;
+}
+
+export type Annotation = UrlCitation;
 
 export interface OutputText {
   type: 'output_text';
   text: string;
-  annotations: unknown[];
+  annotations: Annotation[];
   logprobs: unknown[];
 }
 
@@ -17,6 +28,32 @@ export interface MessageItem {
   role: 'assistant';
   status: ItemStatus;
   content: OutputText[];
+}
+
+/**
+ * A tool call the model made. A server tool's call carries its result in
+ * `output` (a JSON string) and ends `completed` or `failed`.
+ */
+export interface FunctionCallItem {
+  id: string;
+  type: 'function_call';
+  call_id: string;
+  name: string;
+  /** The arguments as the model wrote them, a JSON string. */
+  arguments: string;
+  status: ItemStatus | 'failed';
+  output?: string;
+}
+
+export type OutputItem = MessageItem | FunctionCallItem;
+
+/** The summary of one tool call that a finished response lists in `tool_calls`. */
+export interface ToolCallSummary {
+  id: string;
+  call_id: string;
+  name: string;
+  arguments: string;
+  status: FunctionCallItem['status'];
 }
 
 export interface Usage {
@@ -36,8 +73,9 @@ export interface ResponseObject {
   completed_at: number | null;
   status: ResponseStatus;
   model: string;
-  output: MessageItem[];
+  output: OutputItem[];
   output_text: string;
+  tool_calls: ToolCallSummary[];
   usage: Usage | null;
   conversation_id: string;
   conversation: { id: string };
@@ -57,7 +95,10 @@ export interface ResponseObject {
 
 export const emptyPart = (): OutputText => ({ type: 'output_text', text: '', annotations: [], logprobs: [] });
 
-export const messageId = () => `msg_${randomBytes(16).toString('hex')}`;
+const hex = () => randomBytes(16).toString('hex');
+export const messageId = () => `msg_${hex()}`;
+export const functionCallId = () => `fc_${hex()}`;
+export const callId = () => `call_${hex()}`;
 
 export function usageOf(input: number, output: number, cached = 0, reasoning = 0): Usage {
   return {
@@ -70,6 +111,20 @@ export function usageOf(input: number, output: number, cached = 0, reasoning = 0
 }
 
 /** Every text part of every message item, in order: the response's `output_text`. */
-export function outputTextOf(items: MessageItem[]): string {
-  return items.flatMap((item) => item.content.map((part) => part.text)).join('');
+export function outputTextOf(items: OutputItem[]): string {
+  let text = '';
+  for (const item of items) if (item.type === 'message') for (const part of item.content) text += part.text;
+  return text;
+}
+
+export function toolCallsOf(items: OutputItem[]): ToolCallSummary[] {
+  return items
+    .filter((item): item is FunctionCallItem => item.type === 'function_call')
+    .map(({ id, call_id, name, arguments: args, status }) => ({ id, call_id, name, arguments: args, status }));
+}
+
+/** A copy of an item deep enough that later changes to the original do not reach it. */
+export function copyItem<T extends OutputItem>(item: T): T {
+  if (item.type === 'function_call') return { ...item };
+  return { ...item, content: item.content.map((p) => ({ ...p, annotations: p.annotations.map((a) => ({ ...a })), logprobs: [...p.logprobs] })) } as T;
 }

@@ -3,6 +3,7 @@ import { badRequest, type ApiError } from '../http/api-error.ts';
 import { formatPath } from '../param-path.ts';
 import { INVALID_TEXT, storableJson, storableString, textIssueOf, textProblem } from '../http/text.ts';
 import type { ResponseFormat } from '../providers/types.ts';
+import { parseTools, toolChoiceField, toolsField, type ToolsRequest } from './tools-request.ts';
 
 /**
  * POST /v1/responses request body. Unknown fields are ignored, so
@@ -55,8 +56,8 @@ export const createResponseBody = z
     store: z.boolean().nullish(),
     user: storableString().max(256).nullish(),
     text: z.object({ format: textFormat.optional() }).nullish(),
-    tools: storableJson(z.array(z.unknown())).nullish(),
-    tool_choice: storableJson(z.unknown()).optional(),
+    tools: toolsField,
+    tool_choice: toolChoiceField,
     parallel_tool_calls: z.boolean().nullish(),
     reasoning: z.object({ effort: storableString().nullish(), summary: storableString().nullish() }).nullish(),
     stream_options: z.object({ include_routing: z.boolean().optional() }).nullish(),
@@ -83,12 +84,14 @@ export interface CreateRequest {
   maxOutputTokens: number | null;
   metadata: Record<string, string>;
   responseFormat: ResponseFormat | undefined;
+  /** What the response echoes of the request's tool fields. */
+  tools: unknown[];
   toolChoice: unknown;
   parallelToolCalls: boolean;
+  /** The tools as the step loop uses them. */
+  toolSet: ToolsRequest;
   includeRouting: boolean;
   reasoningEffort: string | null;
-  /** The client sent tools (the plan must include them). */
-  toolsRequested: boolean;
 }
 
 const CODE_BY_FIELD: Record<string, string> = {
@@ -164,6 +167,7 @@ export function parseCreateRequest(body: unknown): CreateRequest {
   if (!hasText) throw badRequest('input_required', 'input must contain some text', 'input');
 
   const format = b.text?.format;
+  const toolSet = parseTools(b.tools, b.tool_choice, b.parallel_tool_calls);
   return {
     input,
     stream: b.stream ?? true,
@@ -181,10 +185,11 @@ export function parseCreateRequest(body: unknown): CreateRequest {
         : format.type === 'json_object'
           ? { type: 'json_object' }
           : { type: 'json_schema', name: format.name, schema: format.schema, strict: format.strict ?? undefined, description: format.description },
+    tools: toolSet.echo,
     toolChoice: b.tool_choice ?? 'auto',
-    parallelToolCalls: b.parallel_tool_calls ?? true,
+    parallelToolCalls: toolSet.parallel,
+    toolSet,
     includeRouting: b.stream_options?.include_routing === true,
     reasoningEffort: b.reasoning?.effort ?? null,
-    toolsRequested: (b.tools?.length ?? 0) > 0,
   };
 }

@@ -2,10 +2,18 @@ import { z } from 'zod';
 
 /** The response object for the OpenAPI document and for serialising `stream: false` answers. */
 
+const urlCitation = z.object({
+  type: z.literal('url_citation'),
+  url: z.string(),
+  title: z.string(),
+  start_index: z.number().int().describe('Code point offset of the cited span in the part\'s text'),
+  end_index: z.number().int(),
+});
+
 const outputText = z.object({
   type: z.literal('output_text'),
   text: z.string(),
-  annotations: z.array(z.unknown()),
+  annotations: z.array(urlCitation),
   logprobs: z.array(z.unknown()),
 });
 
@@ -16,6 +24,18 @@ const messageItem = z.object({
   status: z.enum(['in_progress', 'completed', 'incomplete']),
   content: z.array(outputText),
 });
+
+const functionCallItem = z.object({
+  id: z.string(),
+  type: z.literal('function_call'),
+  call_id: z.string(),
+  name: z.string(),
+  arguments: z.string().describe('The arguments as the model wrote them, a JSON string'),
+  status: z.enum(['in_progress', 'completed', 'incomplete', 'failed']),
+  output: z.string().optional().describe("A server tool's result, a JSON string"),
+});
+
+const toolCall = functionCallItem.omit({ output: true, type: true });
 
 const usage = z.object({
   input_tokens: z.number().int(),
@@ -33,8 +53,9 @@ export const responseObjectSchema = z
     completed_at: z.number().int().nullable().describe('Unix epoch milliseconds'),
     status: z.enum(['in_progress', 'completed', 'failed', 'incomplete']),
     model: z.string().describe('The concrete model that answered'),
-    output: z.array(messageItem),
+    output: z.array(z.discriminatedUnion('type', [messageItem, functionCallItem])),
     output_text: z.string().describe('The text of every message item, concatenated'),
+    tool_calls: z.array(toolCall).describe('The tool calls the response made, in order'),
     usage: usage.nullable(),
     conversation_id: z.uuid(),
     conversation: z.object({ id: z.uuid() }),
