@@ -7,6 +7,11 @@
 // `[[tokens:300]]` and `[[delay:20]]` anywhere in its last message, so one
 // upstream serves runs of different shapes.
 //
+// Tools: a last user message holding `[[call:NAME:{json}]]` words is answered
+// with those tool calls (streamed as chat-completions tool-call deltas); a
+// last message that is a tool result is answered with a sentence quoting it,
+// so a run can check that an answer used its tool's result.
+//
 // It is written for throughput rather than reused from the test fakes: it
 // shares the benchmark machine's cores with the server under test, so a
 // zero-delay answer is built once per shape and sent with a single write.
@@ -21,6 +26,9 @@ interface Shape {
   delayMs: number;
   stream: boolean;
   model: string;
+  calls: { name: string; arguments: string }[];
+  /** The content of the last message when it is a tool result. */
+  toolResult: string | undefined;
 }
 
 const sse = (payload: unknown) => `data: ${JSON.stringify(payload)}\n\n`;
@@ -47,8 +55,9 @@ function wholeAnswer(model: string, tokens: number): string {
 }
 
 function shapeOf(raw: string): Shape {
-  const body = JSON.parse(raw || '{}') as { model?: unknown; stream?: unknown; messages?: { content?: unknown }[] };
-  const last = body.messages?.at(-1)?.content;
+  const body = JSON.parse(raw || '{}') as { model?: unknown; stream?: unknown; messages?: { role?: unknown; content?: unknown }[] };
+  const lastMessage = body.messages?.at(-1);
+  const last = lastMessage?.content;
   const prompt =
     typeof last === 'string' ? last : Array.isArray(last) ? last.map((p: { text?: unknown }) => (typeof p.text === 'string' ? p.text : '')).join(' ') : '';
   const tokens = /\[\[tokens:(\d+)\]\]/.exec(prompt);
@@ -58,7 +67,25 @@ function shapeOf(raw: string): Shape {
     delayMs: delay ? Number(delay[1]) : defaultDelay,
     stream: body.stream !== false,
     model: typeof body.model === 'string' ? body.model : 'fake',
+    calls: lastMessage?.role === 'user' ? [...prompt.matchAll(/\[\[call:([\w-]+):(\{.*?\})\]\]/g)].map((m) => ({ name: m[1]!, arguments: m[2]! })) : [],
+    toolResult: lastMessage?.role === 'tool' && typeof last === 'string' ? last : undefined,
   };
+}
+
+/** A streamed answer that calls tools, or quotes the tool result it was given. */
+function toolAnswer(shape: Shape): string {
+  const { model } = shape;
+  let text = head(model);
+  if (shape.calls.length === 0) {
+    text += textChunk(model, `The tool said: ${shape.toolResult ?? ''}`);
+    return text + tail(model, 8);
+  }
+  for (const [index, call] of shape.calls.entries()) {
+    text += sse({ ...base(model), choices: [{ index: 0, delta: { tool_calls: [{ index, id: `call_${index}`, type: 'function', function: { name: call.name, arguments: call.arguments } }] }, finish_reason: null }] });
+  }
+  text += sse({ ...base(model), choices: [{ index: 0, delta: {}, finish_reason: 'tool_calls' }] });
+  text += sse({ ...base(model), choices: [], usage: { prompt_tokens: 11, completion_tokens: 8, total_tokens: 19 } });
+  return text + 'data: [DONE]\n\n';
 }
 
 async function play(shape: Shape, res: ServerResponse) {
@@ -79,6 +106,10 @@ async function play(shape: Shape, res: ServerResponse) {
     return;
   }
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+  if (shape.calls.length > 0 || shape.toolResult !== undefined) {
+    res.end(toolAnswer(shape));
+    return;
+  }
   if (shape.delayMs === 0) {
     res.end(wholeAnswer(model, tokens));
     return;

@@ -20,12 +20,15 @@ import { syncPlans } from './tenancy/plans.ts';
 import { Recovery } from './responses/recovery.ts';
 import { ResponseWriter } from './responses/writer.ts';
 import { v1Routes } from './v1/routes.ts';
+import { createToolbox, type ToolboxOptions } from './tools/registry.ts';
 
 export interface AppDeps {
   config: Config;
   database: Database;
   /** Tuning for tests (the SSE keep-alive interval). */
   responses?: { keepAliveMs?: number };
+  /** Options of the built-in tools (tests replace DNS for web_fetch). */
+  tools?: ToolboxOptions;
   /** The clock of quota windows, trials and the router's breakers (tests move it). */
   now?: () => number;
   /** A ready logger (the process's), or `false` for none (tests); default: one made from config. */
@@ -122,6 +125,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     onRecovered: (count) => app.log.warn({ count }, 'finalised responses left in progress by a stopped instance'),
   });
   await recovery.start();
+  const toolbox = createToolbox(config.tools, deps.tools);
   // At the end of the shutdown grace period, streams still running are ended (and stored) instead of cut.
   const shutdown = new AbortController();
   // Every request in flight listens to it: there are as many listeners as requests, which is no leak.
@@ -147,6 +151,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await recovery.stop(writer.pending === 0).catch((err: unknown) => app.log.warn({ error: (err as Error).message }, 'could not remove the instance row'));
     await keyAuth.close();
     await providers.close();
+    await toolbox.close();
   });
 
   await app.register(sensible);
@@ -162,6 +167,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     health,
     writer,
     recovery,
+    toolbox,
     shutdown: shutdown.signal,
     storeWaitMs: config.storeWaitMs,
     now,

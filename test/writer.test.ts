@@ -43,8 +43,11 @@ function records(): { start: StartRecord; finish: FinishRecord } {
     body: builder.snapshot(),
     pending: { input, promptTokens: 5, reservationId: null, windows },
   };
-  const { item } = builder.addMessage();
-  item.content[0]!.text = 'hi there';
+  const item = { id: 'msg_1', type: 'message' as const, role: 'assistant' as const, status: 'in_progress' as const, content: [] };
+  const at = { item_id: item.id, output_index: 0, content_index: 0, sequence_number: 0 };
+  builder.apply({ type: 'response.output_item.added', output_index: 0, item, sequence_number: 0 });
+  builder.apply({ type: 'response.content_part.added', ...at, part: { type: 'output_text', text: '', annotations: [], logprobs: [] } });
+  builder.apply({ type: 'response.output_text.delta', ...at, delta: 'hi there', logprobs: [] });
   builder.usage = { inputTokens: 5, outputTokens: 2, cachedTokens: 0, reasoningTokens: 0 };
   builder.finish('completed', now + 10);
   const finish: FinishRecord = {

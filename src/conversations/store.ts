@@ -6,8 +6,20 @@ import type { ChatMessage } from '../providers/types.ts';
 
 export type Conversation = typeof conversations.$inferSelect;
 
-/** Text parts as stored in `conversation_items.content`. */
+/** Text parts as stored in `conversation_items.content` of a message item. */
 export type StoredContent = { type: string; text: string }[];
+
+/** The content of a `function_call` item (role assistant) and of a `function_call_output` item (role tool). */
+export interface StoredCall {
+  id: string;
+  call_id: string;
+  name: string;
+  arguments: string;
+}
+export interface StoredCallOutput {
+  call_id: string;
+  output: string;
+}
 
 export const textOfContent = (content: StoredContent) => content.map((p) => p.text).join('\n');
 
@@ -35,11 +47,11 @@ export async function systemMessageOf(db: Db, conversationId: string): Promise<s
 /** History reads stop here whatever the budget: bounds the work one request can cause. */
 const MAX_SCANNED = 4000;
 
-/** Items that count as history: user and assistant turns of responses that did not fail. */
+/** Items that count as history: user and assistant turns, tool calls and their results, of responses that did not fail. */
 const eligible = (conversationId: string) =>
   and(
     eq(conversationItems.conversationId, conversationId),
-    inArray(conversationItems.role, ['user', 'assistant']),
+    inArray(conversationItems.role, ['user', 'assistant', 'tool']),
     or(isNull(responses.status), ne(responses.status, 'failed')),
   );
 
@@ -59,23 +71,80 @@ export async function historyTokens(db: Db, conversationId: string): Promise<num
 
 const PAGE = 200;
 
+interface Row {
+  role: string;
+  type: string;
+  content: unknown;
+}
+
+/**
+ * Chat messages of stored items, oldest first. A tool call joins the answer
+ * it belongs to (the assistant message before it), its result follows as a
+ * `tool` message; calls without a result (a response cut short) get one that
+ * says so, and results without their call are left out, since every upstream
+ * refuses a half pair.
+ */
+export function messagesOf(rows: Row[]): ChatMessage[] {
+  const out: ChatMessage[] = [];
+  for (const row of rows) {
+    if (row.type === 'function_call') {
+      const c = row.content as StoredCall;
+      const call = { id: c.call_id, name: c.name, arguments: c.arguments };
+      let owner = out.findLastIndex((m) => m.role !== 'tool');
+      if (owner < 0 || out[owner]!.role !== 'assistant') {
+        out.push({ role: 'assistant', content: '' });
+        owner = out.length - 1;
+      }
+      const answer = out[owner] as Extract<ChatMessage, { role: 'assistant' }>;
+      answer.toolCalls = [...(answer.toolCalls ?? []), call];
+    } else if (row.type === 'function_call_output') {
+      const c = row.content as StoredCallOutput;
+      out.push({ role: 'tool', callId: c.call_id, content: c.output });
+    } else {
+      out.push({ role: row.role === 'assistant' ? 'assistant' : 'user', content: textOfContent(row.content as StoredContent) });
+    }
+  }
+  return pairToolCalls(out);
+}
+
+function pairToolCalls(messages: ChatMessage[]): ChatMessage[] {
+  const out: ChatMessage[] = [];
+  let open: Set<string> = new Set();
+  const closeOpen = () => {
+    for (const id of open) out.push({ role: 'tool', callId: id, content: JSON.stringify({ error: 'the call did not finish' }) });
+    open = new Set();
+  };
+  for (const m of messages) {
+    if (m.role === 'tool') {
+      if (open.delete(m.callId)) out.push(m);
+      continue;
+    }
+    closeOpen();
+    out.push(m);
+    if (m.role === 'assistant') open = new Set((m.toolCalls ?? []).map((c) => c.id));
+  }
+  closeOpen();
+  return out;
+}
+
 /**
  * The newest turns that fit in `budget` tokens, oldest first. The window is
- * contiguous: it stops at the first turn that does not fit. Only user and
- * assistant turns count (system and developer items applied to their own
- * response only), and the items of failed responses are left out.
+ * contiguous: it stops at the first item that does not fit, and it opens
+ * with a user turn (an answer, tool call or result whose question was left
+ * out is dropped). Only user and assistant turns and tool calls count
+ * (system and developer items applied to their own response only), and the
+ * items of failed responses are left out.
  */
 export async function historyWithin(db: Db, conversationId: string, budget: number): Promise<{ messages: ChatMessage[]; tokens: number }> {
-  const picked: (ChatMessage & { cost: number })[] = [];
+  const picked: (Row & { cost: number })[] = [];
   let used = 0;
-  const window = () => {
-    // A cut window must not open with an answer whose question was left out.
-    while (picked.at(-1)?.role === 'assistant') used -= picked.pop()!.cost;
-    return { messages: picked.reverse().map(({ role, content }) => ({ role, content })), tokens: used };
+  const window = (cut: boolean) => {
+    while (cut && picked.length > 0 && !(picked.at(-1)!.role === 'user' && picked.at(-1)!.type === 'message')) used -= picked.pop()!.cost;
+    return { messages: messagesOf(picked.reverse()), tokens: used };
   };
   for (let offset = 0; offset < MAX_SCANNED; offset += PAGE) {
     const rows = await db
-      .select({ role: conversationItems.role, content: conversationItems.content, tokens: conversationItems.tokens })
+      .select({ role: conversationItems.role, type: conversationItems.type, content: conversationItems.content, tokens: conversationItems.tokens })
       .from(conversationItems)
       .leftJoin(responses, eq(responses.id, conversationItems.responseId))
       .where(eligible(conversationId))
@@ -84,11 +153,11 @@ export async function historyWithin(db: Db, conversationId: string, budget: numb
       .offset(offset);
     for (const row of rows) {
       const cost = row.tokens + 4;
-      if (used + cost > budget) return window();
+      if (used + cost > budget) return window(true);
       used += cost;
-      picked.push({ role: row.role === 'assistant' ? 'assistant' : 'user', content: textOfContent(row.content as StoredContent), cost });
+      picked.push({ ...row, cost });
     }
-    if (rows.length < PAGE) return { messages: picked.reverse().map(({ role, content }) => ({ role, content })), tokens: used };
+    if (rows.length < PAGE) return window(false);
   }
-  return window();
+  return window(true);
 }

@@ -1,9 +1,9 @@
-import { and, eq, inArray, lt } from 'drizzle-orm';
+import { and, eq, inArray, lt, sql } from 'drizzle-orm';
 import type { Limits, Principal } from '../auth/key-auth.ts';
 import type { Db } from '../db/client.ts';
 import { reservations, usageTotals } from '../db/schema.ts';
 import { ApiError } from '../http/api-error.ts';
-import { addUsage, usageKey, type UsageDelta, type UsageKey, type UsageRow } from './ledger.ts';
+import { addUsage, lockUsage, usageKey, type UsageDelta, type UsageKey, type UsageRow } from './ledger.ts';
 import { secondsUntil, type Window, type WindowKind } from './windows.ts';
 
 /**
@@ -234,3 +234,34 @@ export async function releaseExpired(db: Db, now: number, batch = 100): Promise<
     return claimed.size;
   });
 }
+
+/**
+ * Grows a held reservation by `extra` tokens before another model call of the
+ * same response (a tool loop makes several), or refuses when a window cannot
+ * hold it. Each call is reserved before it is made, so the bound above holds
+ * per call: a response never spends tokens no window had room for. Runs in
+ * its own transaction with the usage rows locked in the global order.
+ */
+export async function extendReservation(db: Db, reservation: Reservation, extra: number, now: number): Promise<boolean> {
+  if (reservation.id === null || extra <= 0) return true;
+  const id = reservation.id;
+  return db.transaction(async (tx) => {
+    const [row] = await tx.select({ id: reservations.id }).from(reservations).where(eq(reservations.id, id)).for('update');
+    if (row === undefined) return false; // expired and given back: nothing left to grow
+    const rows = await lockUsage(tx, heldRows(reservation.held));
+    const fits = reservation.held.every((w) => {
+      const r = rows.get(usageKey(heldRows([w])[0]!));
+      return r !== undefined && extra <= w.limit - r.totalTokens - r.reservedTokens;
+    });
+    if (!fits) return false;
+    await addUsage(tx, releaseDeltas(heldRows(reservation.held), -extra));
+    await tx
+      .update(reservations)
+      .set({ estimate: sql`${reservations.estimate} + ${extra}`, expiresAt: new Date(now + EXTENSION_TTL_MS) })
+      .where(eq(reservations.id, id));
+    return true;
+  });
+}
+
+/** How long a grown reservation is held from its last growth: a step's call and tools, with room to spare. */
+const EXTENSION_TTL_MS = 30 * 60_000;

@@ -46,6 +46,8 @@ export class ResponseBuilder {
   incompleteReason: string | null = null;
   completedAt: number | null = null;
   firstTokenAt: number | null = null;
+  /** Grows with every event applied: tells checkpoints whether anything changed. */
+  revision = 0;
 
   constructor(
     readonly id: string,
@@ -57,6 +59,7 @@ export class ResponseBuilder {
 
   /** Folds one event into the output (the same steps as a client's accumulator). */
   apply(event: ResponseEvent): void {
+    this.revision++;
     switch (event.type) {
       case 'response.output_item.added':
         this.output.push(copyItem(event.item));

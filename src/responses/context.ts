@@ -79,11 +79,13 @@ export const outputBudget = (req: CreateRequest, model: ModelConfig) =>
 
 /**
  * The prompt for one model: the system prompt, as much history as fits, and
- * the input. The budget is the model's context minus the reserved output.
+ * the input. The budget is the model's context minus the reserved output and
+ * what the response's tool steps added.
  */
-export async function contextFor(db: Db, prepared: PreparedContext, req: CreateRequest, model: ModelConfig): Promise<ResponseContext> {
+export async function contextFor(db: Db, prepared: PreparedContext, req: CreateRequest, model: ModelConfig, addedTokens = 0): Promise<ResponseContext> {
   const maxOutputTokens = outputBudget(req, model);
-  const budget = model.context_window - maxOutputTokens - prepared.fixedTokens;
+  // `addedTokens`: what this response's own tool steps add after the input; history gives way to them.
+  const budget = model.context_window - maxOutputTokens - prepared.fixedTokens - addedTokens;
   if (budget < 0) {
     throw badRequest(
       'context_length_exceeded',

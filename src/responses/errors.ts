@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import { ApiError, badRequest } from '../http/api-error.ts';
 import { UpstreamError } from '../providers/types.ts';
-import type { Attempt } from './attempts.ts';
+import type { ResponseBuilder } from './builder.ts';
 import type { PreparedContext } from './context.ts';
 
 /**
@@ -47,12 +47,12 @@ export function unroutable(_why: 'nothing_fits', prepared: PreparedContext): Api
 }
 
 /** One log line per response: its outcome and numbers, never its text. */
-export function logFinished(req: FastifyRequest, attempt: Attempt): void {
-  const b = attempt.builder;
+export function logFinished(req: FastifyRequest, b: ResponseBuilder): void {
   req.log.info(
     {
       response_id: b.id,
-      model: attempt.model.id,
+      model: b.model,
+      tool_calls: b.output.filter((item) => item.type === 'function_call').length,
       status: b.status,
       input_tokens: b.usage?.inputTokens,
       output_tokens: b.usage?.outputTokens,

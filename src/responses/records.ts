@@ -4,6 +4,8 @@ import type { ResponseObject } from './object.ts';
 
 export interface StoredItem {
   role: string;
+  /** message (the default), function_call or function_call_output. */
+  type?: 'message' | 'function_call' | 'function_call_output';
   content: unknown;
   tokens: number;
 }
@@ -14,6 +16,8 @@ export interface PendingState {
   promptTokens: number;
   reservationId: string | null;
   windows: { day: { start: string }; month: { start: string } };
+  /** Usage of the model calls already finished, written by checkpoints. */
+  used?: { inputTokens: number; outputTokens: number } | undefined;
 }
 
 export interface Owner {

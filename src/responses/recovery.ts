@@ -5,7 +5,8 @@ import { addUsage } from '../limits/ledger.ts';
 import { claimReservations, usageDeltas } from '../limits/quota.ts';
 import { countTokens } from '../tokens.ts';
 import type { ResponseBuilder } from './builder.ts';
-import { outputTextOf, usageOf, type ResponseObject } from './object.ts';
+import { outputTextOf, toolCallsOf, usageOf, type ResponseObject } from './object.ts';
+import { storedOutput } from './store.ts';
 import type { PendingState } from './records.ts';
 import { appendItems } from './statements.ts';
 
@@ -90,19 +91,21 @@ export class Recovery {
   /** Writes the output so far of every tracked response whose text grew since its last checkpoint. */
   async checkpoint(): Promise<number> {
     if (this.checkpointing) return 0;
-    const due = [...this.live.values()].filter((l) => l.builder.status === 'in_progress' && l.builder.outputText.length > l.saved);
+    const due = [...this.live.values()].filter((l) => l.builder.status === 'in_progress' && l.builder.revision > l.saved);
     if (due.length === 0) return 0;
     this.checkpointing = true;
     try {
       // In slices, so that thousands of streams never build one huge statement (and its copies) at once.
       for (let i = 0; i < due.length; i += CHECKPOINT_SLICE) {
-        const rows = due.slice(i, i + CHECKPOINT_SLICE).map((l) => ({ l, length: l.builder.outputText.length, body: l.builder.snapshot() }));
+        const rows = due.slice(i, i + CHECKPOINT_SLICE).map((l) => ({ l, revision: l.builder.revision, body: l.builder.snapshot(), used: l.builder.usage }));
+        // `used` is the usage of the model calls already finished (a tool loop makes several), counted as reported.
         await this.db.execute(sql`
-          update responses set body = x.body, model = x.model
-          from jsonb_to_recordset(${JSON.stringify(rows.map((r) => ({ id: r.body.id, body: r.body, model: r.body.model })))}::jsonb)
-            as x(id uuid, body jsonb, model text)
+          update responses set body = x.body, model = x.model,
+            pending = case when x.used is null then responses.pending else responses.pending || jsonb_build_object('used', x.used) end
+          from jsonb_to_recordset(${JSON.stringify(rows.map((r) => ({ id: r.body.id, body: r.body, model: r.body.model, used: r.used })))}::jsonb)
+            as x(id uuid, body jsonb, model text, used jsonb)
           where responses.id = x.id and responses.status = 'in_progress'`);
-        for (const r of rows) r.l.saved = r.length;
+        for (const r of rows) r.l.saved = r.revision;
       }
       return due.length;
     } finally {
@@ -153,17 +156,20 @@ async function finalise(tx: Db, rows: Row[]): Promise<void> {
     const body = row.body as ResponseObject; // just read: changing it in place changes nothing else
     for (const item of body.output) if (item.status === 'in_progress') item.status = 'incomplete';
     const text = outputTextOf(body.output);
-    const inputTokens = pending?.promptTokens ?? 0;
-    const outputTokens = countTokens(text);
+    // Finished calls count as their upstream reported; the interrupted one at least its prompt, and the output by our count.
+    const used = pending?.used;
+    const inputTokens = (used?.inputTokens ?? 0) + (pending?.promptTokens ?? 0);
+    const outputTokens = Math.max(used?.outputTokens ?? 0, storedOutput(body.output).reduce((n, item) => n + item.tokens, 0));
     const usage = usageOf(inputTokens, outputTokens);
     Object.assign(body, {
       status: 'incomplete',
       completed_at: now,
       output_text: text,
+      tool_calls: toolCallsOf(body.output),
       usage,
       incomplete_details: { reason: INTERRUPTED },
     });
-    return { row, pending, body, usage, text };
+    return { row, pending, body, usage };
   });
 
   const claimed = await claimReservations(
@@ -206,10 +212,7 @@ async function finalise(tx: Db, rows: Row[]): Promise<void> {
         conversationId: e.row.conversationId!,
         responseId: e.row.id,
         isNew: false,
-        items: [
-          ...(e.pending?.input ?? []),
-          ...(e.text === '' ? [] : [{ role: 'assistant', content: [{ type: 'output_text', text: e.text }], tokens: e.usage.output_tokens }]),
-        ],
+        items: [...(e.pending?.input ?? []), ...storedOutput(e.body.output)],
       })),
   );
 }

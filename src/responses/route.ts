@@ -8,23 +8,27 @@ import type { Db } from '../db/client.ts';
 import { ApiError } from '../http/api-error.ts';
 import { errorResponses, uuidParam } from '../http/schemas.ts';
 import type { Providers } from '../providers/registry.ts';
-import { hasEnabledModel, type Catalog } from '../router/catalog.ts';
+import type { ChatMessage } from '../providers/types.ts';
+import { hasEnabledModel, type Catalog, type ModelConfig } from '../router/catalog.ts';
 import type { RequestFeatures } from '../router/classify.ts';
 import type { HealthTable } from '../router/health.ts';
 import { pick, type Decision } from '../router/pick.ts';
 import { requireFeature } from '../limits/policy.ts';
-import { estimateTokens, limitedWindows, rateHeaders, snapshotHeaders } from '../limits/quota.ts';
+import { estimateTokens, extendReservation, limitedWindows, rateHeaders, snapshotHeaders } from '../limits/quota.ts';
 import { checkRequestRate } from '../limits/rate.ts';
 import { windowsAt, type Window } from '../limits/windows.ts';
-import { startWithFailover, type Attempt, type Outcome } from './attempts.ts';
+import type { Toolbox } from '../tools/registry.ts';
+import { openCall, type CallBuilder, type CallOutcome } from './attempts.ts';
 import { echoOf, ResponseBuilder } from './builder.ts';
 import { collect } from './collect.ts';
-import { outputBudget, prepareContext, type PreparedContext } from './context.ts';
+import { contextFor, outputBudget, prepareContext, type PreparedContext } from './context.ts';
+import { runResponse, type NextCall } from './engine.ts';
 import { logFinished, noModel, unroutable, upstreamFailure } from './errors.ts';
 import type { ResponseEvent } from './events.ts';
 import { createResponseBody, parseCreateRequest, type CreateRequest } from './request.ts';
 import { responseObjectSchema } from './schemas.ts';
 import type { Recovery } from './recovery.ts';
+import { hasTools, noTools, specsOf, toolsFor, type ResponseTools } from './toolset.ts';
 import { endWith, SSE_HEADERS, writeEvents } from './sse.ts';
 import { findOwnedResponse, finishRecord, releaseRecord, startRecord } from './store.ts';
 import type { ResponseWriter } from './writer.ts';
@@ -36,6 +40,7 @@ export interface ResponseRouteOptions {
   health: HealthTable;
   writer: ResponseWriter;
   recovery: Recovery;
+  toolbox: Toolbox;
   /** Aborts when the shutdown grace period is over: streams still running end with `server_shutting_down`. */
   shutdown: AbortSignal;
   /** How long a finished response may wait for its write before the client is told it could not be stored (it stays queued). */
@@ -60,15 +65,16 @@ class ShutdownAbort extends Error {
   override name = 'ShutdownAbort';
 }
 
-/** The router's view of a request: cheap signals only (issue 4). */
-function featuresOf(request: CreateRequest, prepared: PreparedContext): RequestFeatures {
+/** The router's view of a request: cheap signals only. */
+function featuresOf(request: CreateRequest, prepared: PreparedContext, tools: ResponseTools): RequestFeatures {
   return {
     promptTokens: prepared.fixedTokens + prepared.historyTokens,
     requiredTokens: prepared.fixedTokens,
     inputText: request.input.flatMap((m) => (m.role === 'user' ? m.content.map((p) => p.text) : [])).join('\n'),
     retrieval: request.projectId !== null,
     reasoningEffort: request.reasoningEffort,
-    needs: request.responseFormat === undefined ? [] : ['json'],
+    // Tools the client asked for need a model that can call them; the default catalogue goes only to models that can.
+    needs: [...(request.responseFormat === undefined ? [] : (['json'] as const)), ...(request.toolSet.asked && hasTools(tools) ? (['tools'] as const) : [])],
     maxOutputTokens: request.maxOutputTokens,
   };
 }
@@ -89,13 +95,8 @@ function estimateFor(request: CreateRequest, prepared: PreparedContext, decision
 const reservationTtl = (catalog: Catalog) =>
   catalog.router.failover.deadline_ms + Math.max(0, ...catalog.providers.map((p) => p.timeouts.total_ms)) + 60_000;
 
-/** How an attempt that reached the client counts for its model's health. */
-function healthOutcome(attempt: Attempt) {
-  const b = attempt.builder;
-  if (b.status === 'failed' && b.error?.code !== 'server_shutting_down') return { type: 'failure' as const, timeout: false };
-  if (b.incompleteReason === 'client_disconnected' || b.status === 'failed') return { type: 'neutral' as const };
-  return { type: 'success' as const, latencyMs: (b.firstTokenAt ?? b.completedAt ?? Date.now()) - attempt.startedAt };
-}
+/** Models that can take a call offered tools: those with the capability, or every candidate when no tools are offered. */
+const toolCapable = (models: ModelConfig[], withTools: boolean) => (withTools ? models.filter((m) => m.capabilities.includes('tools')) : models);
 
 /** What became of a finished response's write, as far as its client is concerned. */
 type Stored = 'stored' | 'bare' | 'late' | 'failed';
@@ -129,7 +130,7 @@ function notStoredError(how: Stored): ApiError {
 }
 
 export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async (app, opts) => {
-  const { db, catalog, health, writer, recovery } = opts;
+  const { db, catalog, health, writer, recovery, toolbox } = opts;
 
   /**
    * Everything a request must pass before any model is called, ending with
@@ -139,11 +140,13 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     const request = parseCreateRequest(body);
     await checkRequestRate(db, principal, now);
     if (request.projectId !== null) requireFeature(principal, 'projects', 'projects');
-    if (request.toolsRequested) requireFeature(principal, 'tools', 'tools');
+    let tools = toolsFor(request.toolSet, principal, toolbox);
     if (!hasEnabledModel(catalog)) throw noModel();
     const prepared = await prepareContext(db, principal, request);
-    const decision = pick(featuresOf(request, prepared), catalog, health);
+    const decision = pick(featuresOf(request, prepared, tools), catalog, health);
     if (decision.model === null) throw unroutable(decision.why, prepared);
+    // The default catalogue is offered only where the chosen model can call tools.
+    if (!request.toolSet.asked && !decision.model.capabilities.includes('tools')) tools = noTools(tools);
     req.log.info({ model: decision.model.id, category: decision.category, reason: decision.reason }, 'routed');
 
     const identity = { id: randomUUID(), createdAt: now };
@@ -165,7 +168,7 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     });
     const result = await writer.admit(ask, start);
     if (!result.admitted) throw result.refusal;
-    return { request, prepared, decision, reservation: { ...result.reservation, windows }, identity };
+    return { request, prepared, decision, reservation: { ...result.reservation, windows }, identity, tools };
   }
 
   async function create(req: FastifyRequest, reply: FastifyReply, body: unknown) {
@@ -181,8 +184,9 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
       if (!hasThem) reply.headers(await snapshotHeaders(db, principal, windows, now).catch(() => ({})));
       throw err;
     }
-    const { request, prepared, decision, reservation, identity } = admitted;
+    const { request, prepared, decision, reservation, identity, tools } = admitted;
     reply.headers(rateHeaders(reservation.states, now));
+    const builder = new ResponseBuilder(identity.id, identity.createdAt, decision.model.id, prepared.conversationId, echoOf(request));
 
     // A client that goes away aborts the upstream call at once; so does the end of the shutdown grace period.
     const client = new AbortController();
@@ -196,59 +200,115 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
 
     const release = () =>
       writer.release(releaseRecord(identity.id, prepared, reservation)).catch((e: unknown) => req.log.error({ err: e }, 'could not release an admission'));
-    let outcome: Outcome;
+
+    /** The upstream request of one step on one model: the prompt that fits it, and what this response added. */
+    const callFor =
+      (added: { messages: ChatMessage[]; tokens: number }, withTools: boolean, first: boolean): CallBuilder =>
+      async (model) => {
+        const context = await contextFor(db, prepared, request, model, added.tokens);
+        const offer = withTools && model.capabilities.includes('tools');
+        return {
+          model: model.upstream_model,
+          messages: [...context.messages, ...added.messages],
+          maxOutputTokens: context.maxOutputTokens,
+          temperature: request.temperature ?? undefined,
+          topP: request.topP ?? undefined,
+          responseFormat: request.responseFormat,
+          ...(offer ? { tools: specsOf(tools), toolChoice: first ? tools.firstChoice : undefined, parallelToolCalls: tools.parallel } : {}),
+          promptTokens: context.promptTokens + added.tokens,
+        };
+      };
+    const candidates = [decision.model, ...decision.fallbacks];
+    const firstWithTools = hasTools(tools) && toolbox.maxSteps > 1;
+    const callDeps = { ...opts, log: req.log };
+    let first: CallOutcome;
     try {
-      outcome = await startWithFailover({ ...opts, log: req.log }, request, prepared, decision, client.signal, identity);
+      first = await openCall(callDeps, toolCapable(candidates, firstWithTools), callFor({ messages: [], tokens: 0 }, firstWithTools, true), client.signal);
     } catch (err) {
       opts.shutdown.removeEventListener('abort', onShutdown);
       await release();
       throw err;
     }
 
-    /** Marks a response cut by the shutdown as failed with its own code (the engine saw only an abort). */
-    const markShutdown = (attempt: Attempt) => {
-      const b = attempt.builder;
-      if (!stoppedByShutdown() || b.status === 'completed' || b.status === 'failed') return;
-      b.status = 'failed';
-      b.incompleteReason = null;
-      b.error = { code: 'server_shutting_down', message: SHUTTING_DOWN };
+    /** Later steps: the model of the step before first, then the other candidates; a reservation grows for each call. */
+    let lastModel = decision.model;
+    const next: NextCall = async ({ messages, tokens, withTools }) => {
+      const order = [lastModel, ...candidates.filter((m) => m.id !== lastModel.id)];
+      if (reservation.id !== null) {
+        const estimate = estimateTokens(prepared.fixedTokens + prepared.historyTokens + tokens, Math.max(...order.map((m) => outputBudget(request, m))));
+        if (!(await extendReservation(db, reservation, estimate, opts.now()))) return { type: 'refused', reason: 'token_limit' };
+      }
+      try {
+        const opened = await openCall(callDeps, toolCapable(order, withTools), callFor({ messages, tokens }, withTools, false), client.signal);
+        if (opened.type === 'started') lastModel = opened.call.model;
+        return opened;
+      } catch (err) {
+        // The tool results no longer fit any window: the response ends with what it has.
+        if (err instanceof ApiError && err.code === 'context_length_exceeded') return { type: 'refused', reason: 'max_context_length' };
+        throw err;
+      }
     };
-    const store = async (attempt: Attempt): Promise<Stored> => {
-      markShutdown(attempt);
-      const saving = writer.finish(finishRecord(attempt, principal, request, reservation));
+
+    /** Marks a response cut by the shutdown as failed with its own code (the engine saw only an abort). */
+    const markShutdown = () => {
+      if (!stoppedByShutdown() || builder.status === 'completed' || builder.status === 'failed') return;
+      builder.status = 'failed';
+      builder.incompleteReason = null;
+      builder.error = { code: 'server_shutting_down', message: SHUTTING_DOWN };
+    };
+    const store = async (): Promise<Stored> => {
+      markShutdown();
+      const saving = writer.finish(finishRecord(builder, prepared, principal, request, reservation));
       saving.catch((err: unknown) =>
-        req.log.error({ err, response_id: attempt.builder.id, usage: attempt.builder.usage }, 'could not store the response; its usage is not counted'),
+        req.log.error({ err, response_id: builder.id, usage: builder.usage }, 'could not store the response; its usage is not counted'),
       );
       return within(saving, opts.storeWaitMs);
     };
 
-    if (outcome.type !== 'started') {
+    if (first.type !== 'started') {
       opts.shutdown.removeEventListener('abort', onShutdown);
-      if (outcome.attempt !== undefined) {
-        await store(outcome.attempt);
-        logFinished(req, outcome.attempt);
+      if (first.type === 'failed' && first.error === undefined) {
+        await release(); // no model could even be tried
       } else {
-        await release();
+        // An upstream that failed before sending anything produced nothing to count.
+        builder.usage = { inputTokens: 0, outputTokens: 0, cachedTokens: 0, reasoningTokens: 0 };
+        if (first.type === 'gone') builder.incompleteReason = 'client_disconnected';
+        else builder.error = { code: 'upstream_error', message: 'the model server could not answer' };
+        builder.finish(first.type === 'gone' ? 'incomplete' : 'failed', opts.now());
+        await store();
+        logFinished(req, builder);
       }
-      if (outcome.type === 'gone') {
+      if (first.type === 'gone') {
         if (!stoppedByShutdown()) return reply.hijack();
         throw new ApiError(503, 'server_error', 'server_shutting_down', 'the server is shutting down; try again', null, { 'retry-after': '1' });
       }
-      throw outcome.error === undefined ? noModel() : upstreamFailure(outcome.error);
+      throw first.error === undefined ? noModel() : upstreamFailure(first.error);
     }
 
-    const { attempt, events } = outcome;
-    recovery.track(attempt.builder);
+    lastModel = first.call.model;
+    const events = runResponse({
+      builder,
+      first: first.call,
+      next,
+      tools,
+      maxSteps: toolbox.maxSteps,
+      maxToolOutputChars: toolbox.maxOutputChars,
+      signal: client.signal,
+      clientGone: () => client.signal.aborted,
+      routing: request.includeRouting ? { model_id: first.call.model.id, category: decision.category, reason: decision.reason } : undefined,
+      now: opts.now,
+      log: req.log,
+    });
+    recovery.track(builder);
     let stored: Promise<Stored> | undefined;
-    const storeOnce = () => (stored ??= store(attempt));
+    const storeOnce = () => (stored ??= store());
     const finish = () => {
       opts.shutdown.removeEventListener('abort', onShutdown);
-      recovery.untrack(attempt.builder.id);
-      health.release(attempt.model.id, attempt.model.provider, healthOutcome(attempt));
-      logFinished(req, attempt);
+      recovery.untrack(builder.id);
+      logFinished(req, builder);
     };
 
-    reply.header('x-eugpt-model', attempt.model.id);
+    reply.header('x-eugpt-model', first.call.model.id);
     reply.header('x-eugpt-route-category', decision.category);
     if (request.stream) {
       reply.hijack();

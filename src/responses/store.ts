@@ -5,9 +5,9 @@ import { responses } from '../db/schema.ts';
 import { notFound } from '../http/api-error.ts';
 import type { Reservation } from '../limits/quota.ts';
 import { countTokens } from '../tokens.ts';
-import type { Attempt } from './attempts.ts';
+import type { ResponseBuilder } from './builder.ts';
 import type { PreparedContext } from './context.ts';
-import { usageOf, type ResponseObject } from './object.ts';
+import { usageOf, type OutputItem, type ResponseObject } from './object.ts';
 import type { CreateRequest } from './request.ts';
 import type { FinishRecord, ReleaseRecord, StartRecord, StoredItem } from './records.ts';
 
@@ -69,24 +69,40 @@ export function startRecord(args: {
   };
 }
 
+/**
+ * A response's output as conversation items: each message with text, and
+ * each tool call as a `function_call` item followed, for a server tool, by
+ * its `function_call_output`. Later turns read them back as history.
+ */
+export function storedOutput(output: OutputItem[]): StoredItem[] {
+  const items: StoredItem[] = [];
+  for (const item of output) {
+    if (item.type === 'message') {
+      const text = item.content.map((p) => p.text).join('');
+      if (text === '') continue;
+      items.push({ role: 'assistant', content: item.content.map((p) => ({ type: 'output_text', text: p.text })), tokens: countTokens(text) });
+      continue;
+    }
+    const call = { id: item.id, call_id: item.call_id, name: item.name, arguments: item.arguments };
+    items.push({ role: 'assistant', type: 'function_call', content: call, tokens: countTokens(item.name) + countTokens(item.arguments) });
+    if (item.output !== undefined) {
+      items.push({ role: 'tool', type: 'function_call_output', content: { call_id: item.call_id, output: item.output }, tokens: countTokens(item.output) });
+    }
+  }
+  return items;
+}
+
 /** The final write of a response that reached a model (completed, incomplete or failed). */
-export function finishRecord(attempt: Attempt, principal: Principal, request: CreateRequest, reservation: Reservation): FinishRecord {
-  const b = attempt.builder;
+export function finishRecord(b: ResponseBuilder, prepared: PreparedContext, principal: Principal, request: CreateRequest, reservation: Reservation): FinishRecord {
   const body = b.snapshot();
   const usage = body.usage ?? usageOf(0, 0);
-  const output: StoredItem[] = body.output
-    .filter((item) => item.content.some((p) => p.text !== ''))
-    .map((item) => {
-      const text = item.content.map((p) => p.text).join('');
-      return { role: 'assistant', content: item.content.map((p) => ({ type: 'output_text', text: p.text })), tokens: countTokens(text) };
-    });
   return {
     responseId: b.id,
     userId: principal.userId,
     organizationId: principal.organizationId,
     keyId: principal.keyId,
-    conversationId: attempt.context.conversationId,
-    newConversation: attempt.context.newConversation,
+    conversationId: prepared.conversationId,
+    newConversation: prepared.existing === null,
     projectId: request.projectId,
     model: b.model,
     status: body.status === 'in_progress' ? 'incomplete' : body.status,
@@ -102,7 +118,7 @@ export function finishRecord(attempt: Attempt, principal: Principal, request: Cr
     firstTokenMs: b.firstTokenAt === null ? null : b.firstTokenAt - b.createdAt,
     durationMs: (b.completedAt ?? Date.now()) - b.createdAt,
     body,
-    items: [...inputItems(attempt.context.input), ...output],
+    items: [...inputItems(prepared.input), ...storedOutput(body.output)],
     reservationId: reservation.id,
     windows: reservation.windows,
   };

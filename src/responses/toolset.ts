@@ -19,6 +19,9 @@ export interface ResponseTools {
 
 export const hasTools = (t: ResponseTools) => t.builtins.length + t.functions.length > 0;
 
+/** The same request offered nothing (its model cannot call tools). */
+export const noTools = (t: ResponseTools): ResponseTools => ({ ...t, builtins: [], functions: [], firstChoice: undefined });
+
 /** What the model is shown. */
 export function specsOf(t: ResponseTools): ToolSpec[] {
   return [

@@ -12,6 +12,7 @@ const model = z.object({
   object: z.literal('model'),
   created: z.number().int().describe('Unix seconds'),
   owned_by: z.string(),
+  capabilities: z.array(z.string()).describe('What requests the model can take: tools, vision, json'),
 });
 
 /** Unix seconds at start: `auto` has no creation date of its own. */
@@ -24,7 +25,8 @@ export const v1Routes: FastifyPluginAsyncZod<{ keyAuth: KeyAuth } & ResponseRout
   app.addHook('onRequest', async (req) => assertPolicy(principalOf(req), opts.now()));
   const catalogModels = opts.catalog.models
     .filter((m) => m.enabled)
-    .map((m) => ({ id: m.id, object: 'model' as const, created: STARTED, owned_by: m.provider }));
+    .map((m) => ({ id: m.id, object: 'model' as const, created: STARTED, owned_by: m.provider, capabilities: m.capabilities }));
+  const anyCapability = [...new Set(catalogModels.flatMap((m) => m.capabilities))].sort();
 
   app.get(
     '/models',
@@ -38,11 +40,11 @@ export const v1Routes: FastifyPluginAsyncZod<{ keyAuth: KeyAuth } & ResponseRout
     },
     async () => ({
       object: 'list' as const,
-      data: [{ id: 'auto', object: 'model' as const, created: STARTED, owned_by: 'eugpt' }, ...catalogModels],
+      data: [{ id: 'auto', object: 'model' as const, created: STARTED, owned_by: 'eugpt', capabilities: anyCapability }, ...catalogModels],
     }),
   );
 
-  const { db, catalog, providers, health, writer, recovery, shutdown, storeWaitMs, now, keepAliveMs } = opts;
-  await app.register(responseRoutes, { db, catalog, providers, health, writer, recovery, shutdown, storeWaitMs, now, keepAliveMs });
+  const { db, catalog, providers, health, writer, recovery, toolbox, shutdown, storeWaitMs, now, keepAliveMs } = opts;
+  await app.register(responseRoutes, { db, catalog, providers, health, writer, recovery, toolbox, shutdown, storeWaitMs, now, keepAliveMs });
   await app.register(usageRoutes, { db: opts.db, now: opts.now });
 };

@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { eachChunk, player, startFakeServer, type FakeUpstream, type Script } from './fake-server.ts';
+import { callsOf, eachChunk, player, startFakeServer, type FakeUpstream, type Script } from './fake-server.ts';
 
 /**
  * A fake Anthropic upstream: the Messages API's real event stream on
@@ -25,11 +25,22 @@ const play = player(async (script, seen, res) => {
   });
   event(res, 'content_block_start', { index: 0, content_block: { type: 'text', text: '' } });
   event(res, 'ping', {});
-  const whole = await eachChunk(script, res, (text) => event(res, 'content_block_delta', { index: 0, delta: { type: 'text_delta', text } }));
+  const calls = callsOf(script, seen);
+  // A call asked for in the prompt comes without text, as a model calling a tool usually answers.
+  const whole = await eachChunk({ ...script, chunks: script.chunks ?? (calls.length > 0 ? [] : undefined) }, res, (text) => event(res, 'content_block_delta', { index: 0, delta: { type: 'text_delta', text } }));
   if (!whole) return;
   event(res, 'content_block_stop', { index: 0 });
+  for (const [i, call] of calls.entries()) {
+    const index = i + 1;
+    event(res, 'content_block_start', { index, content_block: { type: 'tool_use', id: `toolu_${index}`, name: call.name, input: {} } });
+    const half = Math.ceil(call.arguments.length / 2);
+    for (const partial_json of [call.arguments.slice(0, half), call.arguments.slice(half)]) {
+      event(res, 'content_block_delta', { index, delta: { type: 'input_json_delta', partial_json } });
+    }
+    event(res, 'content_block_stop', { index });
+  }
   event(res, 'message_delta', {
-    delta: { stop_reason: script.finish === 'length' ? 'max_tokens' : 'end_turn', stop_sequence: null },
+    delta: { stop_reason: script.finish === 'length' ? 'max_tokens' : calls.length > 0 ? 'tool_use' : 'end_turn', stop_sequence: null },
     usage: { output_tokens: usage.completion_tokens },
   });
   event(res, 'message_stop', {});

@@ -21,6 +21,26 @@ export interface Script {
   dropAfter?: number;
   /** Accept the request and never answer. */
   hang?: boolean;
+  /**
+   * Tool calls the answer makes after its text. Without them, a last user
+   * message holding `[[call:NAME:{json}]]` words calls those tools (so a
+   * follow-up call, whose last message is a tool result, answers in text).
+   */
+  calls?: { name: string; arguments: string }[];
+}
+
+/** The tool calls a request asks the fake for: the script's own, or the `[[call:…]]` words of its last user message. */
+export function callsOf(script: Script, seen: SeenRequest): { name: string; arguments: string }[] {
+  if (script.calls !== undefined) return script.calls;
+  const last = seen.body.messages?.at(-1) as { role?: string; content?: unknown } | undefined;
+  if (last?.role !== 'user') return [];
+  const text =
+    typeof last.content === 'string'
+      ? last.content
+      : Array.isArray(last.content)
+        ? last.content.map((p: { text?: unknown }) => (typeof p.text === 'string' ? p.text : '')).join(' ')
+        : '';
+  return [...text.matchAll(/\[\[call:([\w-]+):(\{.*?\})\]\]/g)].map((m) => ({ name: m[1]!, arguments: m[2]! }));
 }
 
 export interface SeenRequest {

@@ -7,6 +7,7 @@ import { stringify } from 'yaml';
 import { buildApp } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
 import type { Database } from '../../src/db/client.ts';
+import type { ToolboxOptions } from '../../src/tools/registry.ts';
 import { ADMIN_TOKEN, createTenant, type Tenant } from './app.ts';
 import { openTestDatabase } from './db.ts';
 import { startFakeUpstream, type FakeUpstream, type Script } from './fake-openai.ts';
@@ -29,6 +30,10 @@ export interface HarnessOptions {
   keepAliveMs?: number;
   env?: Record<string, string>;
   now?: () => number;
+  /** The config file's `tools` section. */
+  tools?: Record<string, unknown>;
+  /** Replaces DNS for web_fetch. */
+  lookup?: ToolboxOptions['lookup'];
 }
 
 /** Writes a config object as an EUGPT_CONFIG file. */
@@ -58,6 +63,7 @@ export function writeConfig(upstreamUrl: string, opts: HarnessOptions = {}): str
       },
     ],
     ...(opts.router ? { router: opts.router } : {}),
+    ...(opts.tools ? { tools: opts.tools } : {}),
   });
 }
 
@@ -66,11 +72,18 @@ export type TestServer = Omit<Harness, 'upstream'>;
 /** The app on a fresh database, listening on a free port, with one tenant, for the given config file. */
 export async function startServer(
   configFile: string,
-  opts: { keepAliveMs?: number | undefined; env?: Record<string, string> | undefined; now?: () => number } = {},
+  opts: { keepAliveMs?: number | undefined; env?: Record<string, string> | undefined; now?: () => number; lookup?: ToolboxOptions['lookup'] } = {},
 ): Promise<TestServer> {
   const database = await openTestDatabase();
   const config = loadConfig({ EUGPT_ADMIN_TOKEN: ADMIN_TOKEN, EUGPT_CONFIG: configFile, FAKE_UPSTREAM_KEY: 'sk-upstream-secret', ...opts.env });
-  const app = await buildApp({ config, database, logger: false, responses: { keepAliveMs: opts.keepAliveMs }, ...(opts.now ? { now: opts.now } : {}) });
+  const app = await buildApp({
+    config,
+    database,
+    logger: false,
+    responses: { keepAliveMs: opts.keepAliveMs },
+    ...(opts.now ? { now: opts.now } : {}),
+    ...(opts.lookup ? { tools: { lookup: opts.lookup } } : {}),
+  });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const origin = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
   const tenant = await createTenant(app);
