@@ -24,6 +24,7 @@ const input = z.object({
 });
 
 export type WebFetchInput = z.infer<typeof input>;
+export type { Lookup } from './fetch-agent.ts';
 
 export interface WebFetchOptions {
   /** Replaces DNS (tests map made-up names to their local servers). */
