@@ -102,7 +102,7 @@ let caller: Tenant;
 let target: { orgId: string; userId: string; projectId: string };
 
 beforeAll(async () => {
-  h = await startHarness();
+  h = await startHarness({ model: { capabilities: ['json', 'tools'] } });
   caller = await createTenant(h.app);
   const other = await createTenant(h.app);
   const project = await h.app.inject({ method: 'POST', url: '/admin/v1/projects', headers: adminHeaders, payload: { organization_id: other.orgId, name: 'Target' } });
@@ -233,9 +233,15 @@ const responseFields: BodyField[] = [
   },
   { field: 'reasoning.effort', param: 'reasoning.effort', free: true, build: (v) => responsesBody((b) => (b.reasoning = { effort: v })) },
   { field: 'reasoning.summary', param: 'reasoning.summary', free: true, build: (v) => responsesBody((b) => (b.reasoning = { summary: v })) },
-  { field: 'tool_choice', param: 'tool_choice', free: true, build: (v) => responsesBody((b) => (b.tool_choice = v)) },
-  { field: 'tool_choice.name', param: 'tool_choice.name', free: true, build: (v) => responsesBody((b) => (b.tool_choice = { type: 'function', name: v })) },
-  { field: 'tools[0].name', param: 'tools[0].name', free: true, build: (v) => responsesBody((b) => (b.tools = [{ type: 'function', name: v }])) },
+  { field: 'tool_choice', param: 'tool_choice', free: false, build: (v) => responsesBody((b) => (b.tool_choice = v)) },
+  { field: 'tool_choice.name', param: 'tool_choice.name', free: false, build: (v) => responsesBody((b) => (b.tool_choice = { type: 'function', name: v })) },
+  {
+    field: 'tools[0].description',
+    param: 'tools[0].description',
+    free: true,
+    build: (v) => responsesBody((b) => (b.tools = [{ type: 'function', name: 'lookup', description: v }])),
+  },
+  { field: 'tools[0].name', param: 'tools[0].name', free: false, build: (v) => responsesBody((b) => (b.tools = [{ type: 'function', name: v }])) },
 ];
 
 let serial = 0;

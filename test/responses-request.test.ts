@@ -27,11 +27,12 @@ describe('POST /v1/responses request parsing', () => {
       maxOutputTokens: null,
       metadata: {},
       responseFormat: undefined,
+      tools: [],
       toolChoice: 'auto',
       parallelToolCalls: true,
+      toolSet: { builtins: null, functions: [], choice: 'auto', parallel: true, echo: [], asked: false },
       includeRouting: false,
       reasoningEffort: null,
-      toolsRequested: false,
     });
   });
 
@@ -76,7 +77,8 @@ describe('POST /v1/responses request parsing', () => {
       parallelToolCalls: false,
       includeRouting: true,
       reasoningEffort: 'high',
-      toolsRequested: true,
+      tools: [{ type: 'web_search' }],
+      toolSet: { builtins: ['web_search'], choice: 'none', asked: true },
       responseFormat: { type: 'json_schema', name: 'answer', schema: { type: 'object' }, strict: true },
     });
     expect(parseCreateRequest({ input: 'x', text: { format: { type: 'json_object' } } }).responseFormat).toEqual({ type: 'json_object' });
@@ -112,5 +114,51 @@ describe('POST /v1/responses request parsing', () => {
   it('rejects a body that is not an object', () => {
     expect(rejection([1, 2])).toMatchObject({ code: 'invalid_json', status: 400 });
     expect(rejection('text')).toMatchObject({ code: 'invalid_json', status: 400 });
+  });
+});
+
+describe('tools, tool_choice and parallel_tool_calls', () => {
+  const params = { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] };
+
+  it('reads function tools in the Responses and the Chat Completions shapes, and built-ins by type', () => {
+    const r = parseCreateRequest({
+      input: 'x',
+      tools: [
+        { type: 'function', name: 'get_weather', description: 'Weather of a city', parameters: params, strict: true },
+        { type: 'function', function: { name: 'get_time', parameters: params } },
+        { type: 'web_search_preview' },
+        { type: 'calculator' },
+      ],
+      tool_choice: { type: 'function', name: 'get_time' },
+    });
+    expect(r.toolSet).toEqual({
+      builtins: ['web_search', 'calculator'],
+      functions: [
+        { name: 'get_weather', description: 'Weather of a city', parameters: params, strict: true },
+        { name: 'get_time', description: '', parameters: params, strict: undefined },
+      ],
+      choice: { name: 'get_time' },
+      parallel: true,
+      echo: [
+        { type: 'web_search' },
+        { type: 'calculator' },
+        { type: 'function', name: 'get_weather', description: 'Weather of a city', parameters: params, strict: true },
+        { type: 'function', name: 'get_time', description: '', parameters: params, strict: null },
+      ],
+      asked: true,
+    });
+    expect(parseCreateRequest({ input: 'x', tool_choice: { type: 'calculator' } }).toolSet.choice).toEqual({ name: 'calculator' });
+  });
+
+  it.each([
+    ['a tool type the server does not have', { tools: [{ type: 'code_interpreter' }] }, 'unsupported_tool', 'tools[0].type'],
+    ['a function without a name', { tools: [{ type: 'function', parameters: params }] }, 'invalid_tools', 'tools[0].name'],
+    ['a function name with spaces', { tools: [{ type: 'function', name: 'get weather' }] }, 'invalid_tools', 'tools[0].name'],
+    ['a function named like a built-in', { tools: [{ type: 'function', name: 'calculator' }] }, 'invalid_tools', 'tools[0].name'],
+    ['two functions of one name', { tools: [{ type: 'function', name: 'f' }, { type: 'function', name: 'f' }] }, 'invalid_tools', 'tools[1].name'],
+    ['a tool_choice of another shape', { tool_choice: 'sometimes' }, 'invalid_tool_choice', 'tool_choice'],
+    ['a tool_choice naming an unknown function', { tools: [{ type: 'function', name: 'f' }], tool_choice: { type: 'function', name: 'g' } }, 'invalid_tool_choice', 'tool_choice.name'],
+  ])('rejects %s with 400 %s', (_name, extra, code, param) => {
+    expect(rejection({ input: 'x', ...extra })).toEqual({ code, param, status: 400 });
   });
 });

@@ -223,7 +223,7 @@ describe('a response that calls a server tool', () => {
     });
     const start = answer.indexOf('[EU');
     expect(body.output[1]!.content![0]!.annotations).toEqual([
-      { type: 'url_citation', url: 'https://example.eu/ai-act', title: 'EU AI Act overview', start_index: start, end_index: answer.indexOf(').') + 1 },
+      { type: 'url_citation', url: 'https://example.eu/ai-act', title: 'EU AI Act overview', start_index: start, end_index: answer.indexOf('))') + 1 },
     ]);
   });
 

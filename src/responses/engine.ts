@@ -83,6 +83,7 @@ export async function* runResponse(run: EngineRun): AsyncGenerator<ResponseEvent
     b.finish('incomplete', run.now());
   };
 
+  b.model = run.first.model.id;
   try {
     yield emit({ type: 'response.created', sequence_number: seq++, response: b.snapshot() });
     yield emit({ type: 'response.in_progress', sequence_number: seq++, response: b.snapshot() });

@@ -3,6 +3,7 @@ import { ApiError, badRequest } from '../http/api-error.ts';
 import { UpstreamError } from '../providers/types.ts';
 import type { ResponseBuilder } from './builder.ts';
 import type { PreparedContext } from './context.ts';
+import type { Capability, Catalog } from '../router/catalog.ts';
 
 /**
  * What a client sees of an upstream failure before the stream started: the
@@ -35,13 +36,21 @@ export const noModel = () =>
   );
 
 /**
- * No model can take the request: its prompt fits none, or it needs a
- * capability none has. (Unhealthy models never refuse a request: the router fails open.)
+ * No model can take the request: it needs a capability no enabled model has,
+ * or its prompt fits none. (Unhealthy models never refuse a request: the
+ * router fails open.)
  */
-export function unroutable(_why: 'nothing_fits', prepared: PreparedContext): ApiError {
+export function unroutable(catalog: Catalog, needs: readonly Capability[], prepared: PreparedContext): ApiError {
+  const enabled = catalog.models.filter((m) => m.enabled);
+  const missing = needs.find((n) => !enabled.some((m) => m.capabilities.includes(n)));
+  if (missing !== undefined) {
+    const what = missing === 'tools' ? 'call tools' : missing === 'json' ? 'answer in a JSON format' : 'read images';
+    const param = missing === 'tools' ? 'tools' : missing === 'json' ? 'text.format' : 'input';
+    return badRequest('unsupported_capability', `no model on this server can ${what} (the operator gives a model the "${missing}" capability)`, param);
+  }
   return badRequest(
     'context_length_exceeded',
-    `the input and instructions (${prepared.fixedTokens} tokens) fit no configured model with room for the answer, or need a capability none has`,
+    `the input and instructions (${prepared.fixedTokens} tokens) fit no configured model with room for the answer, or need capabilities no single model has`,
     'input',
   );
 }

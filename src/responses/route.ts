@@ -143,8 +143,9 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     let tools = toolsFor(request.toolSet, principal, toolbox);
     if (!hasEnabledModel(catalog)) throw noModel();
     const prepared = await prepareContext(db, principal, request);
-    const decision = pick(featuresOf(request, prepared, tools), catalog, health);
-    if (decision.model === null) throw unroutable(decision.why, prepared);
+    const features = featuresOf(request, prepared, tools);
+    const decision = pick(features, catalog, health);
+    if (decision.model === null) throw unroutable(catalog, features.needs, prepared);
     // The default catalogue is offered only where the chosen model can call tools.
     if (!request.toolSet.asked && !decision.model.capabilities.includes('tools')) tools = noTools(tools);
     req.log.info({ model: decision.model.id, category: decision.category, reason: decision.reason }, 'routed');

@@ -48,11 +48,8 @@ const functionBody = z.object({
   strict: z.boolean().nullish(),
 });
 
-/** The Responses shape `{type, name, …}` and the Chat Completions shape `{type, function: {name, …}}`. */
-const functionTool = z.union([
-  z.object({ type: z.literal('function'), function: functionBody }).transform((t) => t.function),
-  z.object({ type: z.literal('function') }).and(functionBody),
-]);
+/** The Chat Completions shape `{type, function: {name, …}}`; the Responses shape is `functionBody` itself. */
+const nestedFunction = z.object({ function: functionBody }).transform((t) => t.function);
 
 export const toolsField = storableJson(z.array(z.object({ type: storableString() }).loose()).max(128)).nullish();
 export const toolChoiceField = storableJson(z.unknown()).optional();
@@ -72,7 +69,7 @@ export function parseTools(rawTools: { type: string }[] | null | undefined, rawC
     if (tool.type !== 'function') {
       throw badRequest('unsupported_tool', `${param}: tool type "${tool.type}" is not supported; use function tools or the built-ins ${TOOL_NAMES.join(', ')}`, `${param}.type`);
     }
-    const parsed = functionTool.safeParse(tool);
+    const parsed = 'function' in tool ? nestedFunction.safeParse(tool) : functionBody.safeParse(tool);
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
       const where = [param, ...issue.path.map(String)].join('.');
