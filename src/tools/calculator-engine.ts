@@ -3,6 +3,14 @@ import type { ConfigOptions, MathJsInstance, MathNode } from 'mathjs';
 import { ToolError } from './types.ts';
 
 /**
+ * The calculator's mathematics: one mathjs instance, locked down so that an
+ * expression can compute but never change the instance, define anything or
+ * reach JavaScript objects. It runs inside the calculator's worker processes
+ * (see calculator-pool.ts), where time and memory are bounded; nothing here
+ * guards against slow or huge computations.
+ */
+
+/**
  * mathjs's single-file build, the same code as the package's ES modules:
  * those are over a thousand files and take seconds to load on a busy machine,
  * this takes a tenth of that. Every time a worker is killed (an expression ran
@@ -13,14 +21,6 @@ const mathjs = createRequire(import.meta.url)('mathjs/lib/browser/math.js') as {
   // and takes only the configuration.
   create(config: Partial<ConfigOptions>): MathJsInstance;
 };
-
-/**
- * The calculator's mathematics: one mathjs instance, locked down so that an
- * expression can compute but never change the instance, define anything or
- * reach JavaScript objects. It runs inside the calculator's worker thread (see
- * calculator-pool.ts), where time and memory are bounded; nothing here guards
- * against slow or huge computations.
- */
 
 /**
  * Functions that parse or compile further expressions, change the shared
@@ -97,7 +97,7 @@ export function createEvaluator(): (expression: string) => CalculatorValue {
     } catch (error) {
       throw new ToolError(`could not read the expression: ${messageOf(error)}`);
     }
-    check(node);
+    check(math, node);
     let value: unknown;
     try {
       // A fresh scope each time, though the check above already refuses assignments.
@@ -150,36 +150,29 @@ function degrees(unit: string): string {
  * inside `a; b` blocks), forbidden names, property access by name, and calls
  * on anything but a plain function name (`f(1)(2)`, `x.y()`).
  */
-function check(root: MathNode): void {
+function check(math: MathJsInstance, root: MathNode): void {
+  const unavailable = (name: string) => new ToolError(`"${name}" is not available in the calculator`);
   root.traverse((node) => {
-    if (node.type === 'AssignmentNode' || node.type === 'FunctionAssignmentNode') {
+    if (math.isAssignmentNode(node) || math.isFunctionAssignmentNode(node)) {
       throw new ToolError(
         'assignments are not supported: variables and functions cannot be defined; write the numbers into one expression',
       );
     }
-    if (node.type === 'SymbolNode' && FORBIDDEN.has((node as unknown as { name: string }).name)) {
-      throw new ToolError(`"${(node as unknown as { name: string }).name}" is not available in the calculator`);
-    }
-    if (node.type === 'FunctionNode' && (node as unknown as { fn: MathNode }).fn.type !== 'SymbolNode') {
+    if (math.isSymbolNode(node) && FORBIDDEN.has(node.name)) throw unavailable(node.name);
+    if (math.isFunctionNode(node) && !math.isSymbolNode(node.fn)) {
       throw new ToolError('only named functions can be called, such as sqrt(2)');
     }
-    if (node.type === 'ObjectNode') {
-      const keys = Object.keys((node as unknown as { properties: Record<string, MathNode> }).properties);
-      const bad = keys.find((key) => FORBIDDEN.has(key));
-      if (bad !== undefined) throw new ToolError(`"${bad}" is not available in the calculator`);
+    if (math.isObjectNode(node)) {
+      const bad = Object.keys(node.properties).find((key) => FORBIDDEN.has(key));
+      if (bad !== undefined) throw unavailable(bad);
     }
-    if (node.type === 'AccessorNode') {
-      const accessor = node as unknown as { optionalChaining?: boolean };
-      if (accessor.optionalChaining) throw new ToolError('property access is not supported');
-    }
-    if (node.type === 'IndexNode') {
-      const index = node as unknown as { dotNotation: boolean; dimensions: MathNode[] };
-      const key = index.dimensions
-        .filter((dimension) => dimension.type === 'ConstantNode')
-        .map((dimension) => (dimension as unknown as { value?: unknown }).value)
+    if (math.isAccessorNode(node) && node.optionalChaining) throw new ToolError('property access is not supported');
+    if (math.isIndexNode(node)) {
+      const key = node.dimensions
+        .map((dimension) => (math.isConstantNode(dimension) ? dimension.value : undefined))
         .find((value) => typeof value === 'string');
-      if (key !== undefined && FORBIDDEN.has(key)) throw new ToolError(`"${key}" is not available in the calculator`);
-      if (index.dotNotation || key !== undefined) {
+      if (key !== undefined && FORBIDDEN.has(key)) throw unavailable(key);
+      if (node.dotNotation || key !== undefined) {
         throw new ToolError('property access is not supported; only matrix indexes such as [10, 20, 30][2] are');
       }
     }
@@ -243,7 +236,7 @@ function notFinite(value: number): ToolError {
 function countEntries(math: MathJsInstance, value: unknown): number {
   if (math.isMatrix(value)) return value.size().reduce((product, n) => product * n, 1);
   if (Array.isArray(value)) return value.reduce<number>((sum, item) => sum + countEntries(math, item), 0);
-  if (math.isResultSet(value)) return countEntries(math, (value as unknown as { entries: unknown[] }).entries);
+  if (math.isResultSet(value)) return countEntries(math, value.entries);
   return 1;
 }
 
@@ -251,13 +244,11 @@ function hasNonFinite(math: MathJsInstance, value: unknown): boolean {
   if (typeof value === 'number') return !Number.isFinite(value);
   if (math.isBigNumber(value)) return !value.isFinite();
   if (math.isComplex(value)) return !Number.isFinite(value.re) || !Number.isFinite(value.im);
-  if (math.isUnit(value)) {
-    const amount = (value as unknown as { value: unknown }).value;
-    return amount !== null && amount !== undefined && hasNonFinite(math, amount);
-  }
+  // A bare unit such as `km` has null for its amount, which passes.
+  if (math.isUnit(value)) return hasNonFinite(math, value.value);
   if (math.isMatrix(value)) return hasNonFinite(math, value.toArray());
   if (Array.isArray(value)) return value.some((item) => hasNonFinite(math, item));
-  if (math.isResultSet(value)) return hasNonFinite(math, (value as unknown as { entries: unknown[] }).entries);
+  if (math.isResultSet(value)) return hasNonFinite(math, value.entries);
   return false;
 }
 

@@ -228,7 +228,8 @@ function hold(child: ChildProcess, busy: boolean): void {
 
 /** SIGKILL, since the worker may be stuck in a computation; resolves once it is gone. */
 function kill(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  // Never started (spawn failed) or already gone: no 'exit' is coming.
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
     child.once('exit', () => resolve());
     child.kill('SIGKILL');

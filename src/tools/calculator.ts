@@ -25,7 +25,7 @@ const WAIT_MARGIN_MS = 5_000;
 const MAX_EXPRESSION_CHARS = 1000;
 
 const DESCRIPTION = [
-  'Evaluates one math expression exactly and returns {result}. Use it for any arithmetic instead of computing in your head.',
+  'Evaluates one math expression and returns {result}. Use it for any arithmetic instead of computing in your head.',
   'Supports + - * / ^, parentheses, mod, n!, percentages ("15% of 80", "80 + 15%", "200 * 7.5%"),',
   'functions (sqrt, cbrt, nthRoot, abs, round(x, digits), floor, ceil, exp, log(x) natural, log(x, base), log10, log2,',
   'sin, cos, tan, asin, acos, atan, atan2 (radians; write "sin(30 deg)" for degrees), factorial, gcd, lcm, combinations,',
