@@ -93,10 +93,8 @@ export async function openCall(deps: CallDeps, candidates: ModelConfig[], build:
     client.addEventListener('abort', onClientGone, { once: true });
     const timer = setTimeout(() => controller.abort(deadlinePassed(failover.deadline_ms)), deadline - Date.now());
     let startedAt = deps.now();
-    const upstream = deps.providers
-      .get(model.provider)
-      .stream({ ...request, signal: controller.signal, onSent: () => (startedAt = deps.now()) })
-      [Symbol.asyncIterator]();
+    const stream = deps.providers.get(model.provider).stream({ ...request, signal: controller.signal, onSent: () => (startedAt = deps.now()) });
+    const upstream = stream[Symbol.asyncIterator]();
     try {
       const first = await upstream.next();
       clearTimeout(timer); // committed: from here on only the provider's own timeouts apply

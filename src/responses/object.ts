@@ -126,5 +126,5 @@ export function toolCallsOf(items: OutputItem[]): ToolCallSummary[] {
 /** A copy of an item deep enough that later changes to the original do not reach it. */
 export function copyItem<T extends OutputItem>(item: T): T {
   if (item.type === 'function_call') return { ...item };
-  return { ...item, content: item.content.map((p) => ({ ...p, annotations: p.annotations.map((a) => ({ ...a })), logprobs: [...p.logprobs] })) } as T;
+  return { ...item, content: item.content.map((p) => ({ ...p, annotations: p.annotations.map((a) => ({ ...a })), logprobs: [...p.logprobs] })) };
 }

@@ -3,7 +3,6 @@ import { rowsOf, type Db } from '../db/client.ts';
 import { instances, responses } from '../db/schema.ts';
 import { addUsage } from '../limits/ledger.ts';
 import { claimReservations, usageDeltas } from '../limits/quota.ts';
-import { countTokens } from '../tokens.ts';
 import type { ResponseBuilder } from './builder.ts';
 import { outputTextOf, toolCallsOf, usageOf, type ResponseObject } from './object.ts';
 import { storedOutput } from './store.ts';

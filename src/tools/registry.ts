@@ -23,6 +23,7 @@ export interface Toolbox {
   close(): Promise<void>;
 }
 
+/** Most built-ins hold something to let go of at shutdown: worker processes, connection pools. */
 type Closable = Tool & { close?: () => Promise<void> };
 
 export interface ToolboxOptions {
@@ -32,10 +33,10 @@ export interface ToolboxOptions {
 
 export function createToolbox(config: ResolvedToolsConfig, options: ToolboxOptions = {}): Toolbox {
   const made: { tool: Closable; paid: boolean }[] = [];
-  if (config.web_search.enabled) made.push({ tool: createWebSearchTool(config.web_search) as Closable, paid: isPaidSearch(config.web_search) });
-  if (config.web_fetch.enabled) made.push({ tool: createWebFetchTool(config.web_fetch, options.lookup ? { lookup: options.lookup } : undefined) as Closable, paid: false });
-  if (config.calculator.enabled) made.push({ tool: createCalculatorTool(config.calculator) as Closable, paid: false });
-  if (config.current_datetime.enabled) made.push({ tool: createCurrentDatetimeTool(config.current_datetime) as Closable, paid: false });
+  if (config.web_search.enabled) made.push({ tool: createWebSearchTool(config.web_search), paid: isPaidSearch(config.web_search) });
+  if (config.web_fetch.enabled) made.push({ tool: createWebFetchTool(config.web_fetch, options.lookup ? { lookup: options.lookup } : undefined), paid: false });
+  if (config.calculator.enabled) made.push({ tool: createCalculatorTool(config.calculator), paid: false });
+  if (config.current_datetime.enabled) made.push({ tool: createCurrentDatetimeTool(config.current_datetime), paid: false });
   const byName = new Map<ToolName, BuiltinTool>(made.map(({ tool, paid }) => [tool.name, { tool, parameters: parametersOf(tool), paid }]));
   return {
     get: (name) => byName.get(name),
@@ -43,7 +44,7 @@ export function createToolbox(config: ResolvedToolsConfig, options: ToolboxOptio
     maxSteps: config.max_steps,
     maxOutputChars: config.max_output_chars,
     async close() {
-      await Promise.all(made.map(({ tool }) => tool.close?.()));
+      await Promise.all(made.map(async ({ tool }) => tool.close?.()));
     },
   };
 }
