@@ -1,6 +1,6 @@
 import type { Annotation, OutputItem, OutputText, ResponseObject } from './object.ts';
 
-/** The SSE payloads of a streamed response (docs/api.md); `sequence_number` is set by the engine. */
+/** The SSE payloads of a streamed response (README and docs/tools.md); `sequence_number` is set by the engine. */
 
 type Seq = { sequence_number: number };
 type Part = { item_id: string; output_index: number; content_index: number };

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 
-/** The response object and its parts, exactly as the API returns them (docs/api.md). */
+/** The response object and its parts, exactly as the API returns them (README, "API"; tool items in docs/tools.md). */
 
 /** A span of an answer that cites a web page a tool returned; indexes count code points of the part's text. */
 export interface UrlCitation {
