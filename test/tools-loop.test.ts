@@ -282,6 +282,35 @@ describe('a response that calls a server tool', () => {
     expect(refused.json().error.code).toBe('plan_feature_disabled');
   });
 
+  it('reserves each model call before it is made: a limit that holds one call ends the loop, and nothing stays reserved', async () => {
+    expect((await h.app.inject({ method: 'PUT', url: '/admin/v1/plans/tight', headers: adminHeaders, payload: { user_daily_tokens: 300 } })).statusCode).toBe(200);
+    expect((await h.app.inject({ method: 'PUT', url: '/admin/v1/plans/roomy', headers: adminHeaders, payload: { user_daily_tokens: 2000 } })).statusCode).toBe(200);
+    const usage = async (orgId: string) =>
+      (await h.app.inject({ method: 'GET', url: `/admin/v1/organizations/${orgId}/usage`, headers: adminHeaders })).json().day.organization as {
+        total_tokens: number;
+        reserved_tokens: number;
+      };
+    const onPlan = async (plan: string) => {
+      const t = await createTenant(h.app);
+      await h.app.inject({ method: 'PATCH', url: `/admin/v1/organizations/${t.orgId}`, headers: adminHeaders, payload: { plan } });
+      return t;
+    };
+    const input = 'Sum [[call:calculator:{"expression":"1+2"}]]';
+
+    const tight = await onPlan('tight');
+    const cut = (await ask({ input, max_output_tokens: 100, stream: false }, tight.key)).json<{ status: string; incomplete_details: unknown; output: Item[] }>();
+    expect(cut.status).toBe('incomplete');
+    expect(cut.incomplete_details).toEqual({ reason: 'token_limit' });
+    expect(cut.output.map((i) => [i.type, i.status])).toEqual([['function_call', 'completed']]);
+    expect(h.upstream.requests).toHaveLength(1);
+    expect(await usage(tight.orgId)).toMatchObject({ total_tokens: 14, reserved_tokens: 0 });
+
+    const roomy = await onPlan('roomy');
+    const whole = (await ask({ input, max_output_tokens: 100, stream: false }, roomy.key)).json<{ status: string; usage: { total_tokens: number } }>();
+    expect(whole.status).toBe('completed');
+    expect(await usage(roomy.orgId)).toMatchObject({ total_tokens: whole.usage.total_tokens, reserved_tokens: 0 });
+  });
+
   it('works with the official SDK: the stream helper and a plain create', async () => {
     const client = new OpenAI({ apiKey: h.tenant.key, baseURL: `${h.origin}/v1`, maxRetries: 0 });
     const stream = client.responses.stream({ model: 'auto', input: 'Sum [[call:calculator:{"expression":"1+2"}]]' });
