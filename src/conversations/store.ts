@@ -16,6 +16,8 @@ export interface StoredCall {
   call_id: string;
   name: string;
   arguments: string;
+  /** The step of the response's tool loop it was made in; calls of one step were made together. */
+  step?: number;
 }
 export interface StoredCallOutput {
   call_id: string;
@@ -87,15 +89,20 @@ export interface Row {
  */
 export function messagesOf(rows: Row[]): ChatMessage[] {
   const out: ChatMessage[] = [];
+  const stepOf = new Map<ChatMessage, number | undefined>();
   for (const row of rows) {
     if (row.type === 'function_call') {
       const c = row.content as StoredCall;
       const call = { id: c.call_id, name: c.name, arguments: c.arguments };
       let owner = out.findLastIndex((m) => m.role !== 'tool');
-      if (owner < 0 || out[owner]!.role !== 'assistant') {
+      const ownerMessage = out[owner];
+      // A call of a later step was made after the earlier results: it belongs to an answer of its own.
+      const laterStep = ownerMessage !== undefined && stepOf.has(ownerMessage) && stepOf.get(ownerMessage) !== c.step;
+      if (ownerMessage?.role !== 'assistant' || laterStep) {
         out.push({ role: 'assistant', content: '' });
         owner = out.length - 1;
       }
+      stepOf.set(out[owner]!, c.step);
       const answer = out[owner] as Extract<ChatMessage, { role: 'assistant' }>;
       answer.toolCalls = [...(answer.toolCalls ?? []), call];
     } else if (row.type === 'function_call_output') {

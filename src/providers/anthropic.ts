@@ -35,17 +35,31 @@ function inputOf(args: string): unknown {
   return { arguments: args };
 }
 
+/** Anthropic's ids are letters, digits, `_` and `-`; ours already are, a client's may not be. */
+const anthropicId = (id: string) => id.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 128);
+
 function toBlocks(content: string | Block[]): Block[] {
   if (typeof content !== 'string') return content;
   return content === '' ? [] : [{ type: 'text', text: content }];
 }
 
-function messageOf(m: ChatMessage): AnthropicMessage {
-  if (m.role === 'tool') return { role: 'user', content: [{ type: 'tool_result', tool_use_id: m.callId, content: m.content }] };
+/**
+ * The Messages API refuses tool blocks in a request that defines no tools, so
+ * without tools a call and its result are told as text.
+ */
+function messageOf(m: ChatMessage, withTools: boolean): AnthropicMessage {
+  if (m.role === 'tool') {
+    if (!withTools) return { role: 'user', content: `[tool result for ${m.callId}]\n${m.content}` };
+    return { role: 'user', content: [{ type: 'tool_result', tool_use_id: anthropicId(m.callId), content: m.content }] };
+  }
+  if (m.role === 'assistant' && m.toolCalls !== undefined && m.toolCalls.length > 0 && !withTools) {
+    const told = m.toolCalls.map((c) => `[called ${c.name} (${c.id}) with ${c.arguments}]`).join('\n');
+    return { role: 'assistant', content: m.content === '' ? told : `${m.content}\n${told}` };
+  }
   if (m.role === 'assistant' && m.toolCalls !== undefined && m.toolCalls.length > 0) {
     return {
       role: 'assistant',
-      content: [...toBlocks(m.content), ...m.toolCalls.map((c): Block => ({ type: 'tool_use', id: c.id, name: c.name, input: inputOf(c.arguments) }))],
+      content: [...toBlocks(m.content), ...m.toolCalls.map((c): Block => ({ type: 'tool_use', id: anthropicId(c.id), name: c.name, input: inputOf(c.arguments) }))],
     };
   }
   return { role: m.role === 'assistant' ? 'assistant' : 'user', content: m.content };
@@ -67,7 +81,7 @@ function join(last: AnthropicMessage, next: AnthropicMessage): void {
  * role are joined. Tool calls become `tool_use` blocks of the answer, their
  * results `tool_result` blocks of the next user turn.
  */
-export function toAnthropic(messages: ChatMessage[]): { system: string | undefined; messages: AnthropicMessage[] } {
+export function toAnthropic(messages: ChatMessage[], withTools = false): { system: string | undefined; messages: AnthropicMessage[] } {
   const system: string[] = [];
   const out: AnthropicMessage[] = [];
   for (const m of messages) {
@@ -75,7 +89,7 @@ export function toAnthropic(messages: ChatMessage[]): { system: string | undefin
       system.push(m.content);
       continue;
     }
-    const next = messageOf(m);
+    const next = messageOf(m, withTools);
     const last = out.at(-1);
     if (last?.role === next.role) join(last, next);
     else out.push(next);
@@ -87,15 +101,15 @@ export function toAnthropic(messages: ChatMessage[]): { system: string | undefin
 function toolFields(request: ChatRequest) {
   if (request.tools === undefined || request.tools.length === 0) return {};
   const choice = request.toolChoice ?? 'auto';
-  const type = choice === 'auto' ? { type: 'auto' } : choice === 'required' ? { type: 'any' } : { type: 'tool', name: choice.name };
+  const type = typeof choice === 'object' ? { type: 'tool', name: choice.name } : { type: choice === 'required' ? 'any' : choice };
   return {
     tools: request.tools.map((t) => ({ name: t.name, description: t.description, input_schema: t.parameters })),
-    tool_choice: { ...type, ...(request.parallelToolCalls === false ? { disable_parallel_tool_use: true } : {}) },
+    tool_choice: { ...type, ...(request.parallelToolCalls === false && type.type !== 'none' ? { disable_parallel_tool_use: true } : {}) },
   };
 }
 
 export function messagesBody(request: ChatRequest): string {
-  const { system, messages } = toAnthropic(request.messages);
+  const { system, messages } = toAnthropic(request.messages, (request.tools?.length ?? 0) > 0);
   return JSON.stringify({
     model: request.model,
     max_tokens: request.maxOutputTokens,

@@ -1,7 +1,8 @@
+import { createHash } from 'node:crypto';
 import type { ProviderConfig } from '../router/catalog.ts';
 import { DONE, jsonEvents, UpstreamHttp } from './http.ts';
 import { StorableText } from './storable-text.ts';
-import { ToolCallStream } from './tool-calls.ts';
+import { ToolCallStream, wireArguments } from './tool-calls.ts';
 import {
   UpstreamError,
   type ChatMessage,
@@ -42,14 +43,28 @@ function responseFormat(format: ResponseFormat | undefined) {
   return { type: 'json_schema', json_schema: { name, schema, ...(strict === undefined ? {} : { strict }), ...(description === undefined ? {} : { description }) } };
 }
 
+/**
+ * The id a call goes by upstream. Some servers accept only their own shape
+ * (Mistral: exactly 9 letters and digits), so every call id is mapped to one,
+ * the same way for the call and its result; clients keep seeing `call_…`.
+ */
+export function wireCallId(id: string): string {
+  const digest = createHash('sha256').update(id).digest();
+  let out = '';
+  for (let i = 0; out.length < 9; i++) out += BASE62[digest[i]! % 62];
+  return out;
+}
+
+const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+
 /** The chat-completions form of a message: tool calls on the assistant message, results as `tool` messages. */
 function wireMessage(m: ChatMessage) {
-  if (m.role === 'tool') return { role: 'tool', tool_call_id: m.callId, content: m.content };
+  if (m.role === 'tool') return { role: 'tool', tool_call_id: wireCallId(m.callId), content: m.content };
   if (m.role === 'assistant' && m.toolCalls !== undefined && m.toolCalls.length > 0) {
     return {
       role: 'assistant',
       content: m.content === '' ? null : m.content,
-      tool_calls: m.toolCalls.map((c) => ({ id: c.id, type: 'function', function: { name: c.name, arguments: c.arguments } })),
+      tool_calls: m.toolCalls.map((c) => ({ id: wireCallId(c.id), type: 'function', function: { name: c.name, arguments: wireArguments(c.arguments) } })),
     };
   }
   return { role: m.role, content: m.content };
@@ -102,8 +117,31 @@ function usageOf(u: NonNullable<ChatChunk['usage']>): UpstreamUsage {
   };
 }
 
+/**
+ * Which call a piece belongs to. Most servers number calls with `index`;
+ * those that do not send one call per chunk, and a new `id` starts the next.
+ */
+class CallKeys {
+  private last = -1;
+  private readonly byId = new Map<string, number>();
+
+  of(piece: ToolCallPiece): number {
+    if (typeof piece.index === 'number') return piece.index;
+    if (typeof piece.id === 'string' && piece.id !== '') {
+      let key = this.byId.get(piece.id);
+      if (key === undefined) {
+        key = this.last + 1;
+        this.byId.set(piece.id, key);
+      }
+      this.last = key;
+      return key;
+    }
+    return Math.max(0, this.last);
+  }
+}
+
 /** Events of one parsed chunk. */
-function* eventsOf(chunk: ChatChunk, calls: ToolCallStream): Generator<ProviderEvent> {
+function* eventsOf(chunk: ChatChunk, calls: ToolCallStream, keys: CallKeys): Generator<ProviderEvent> {
   if (chunk.error !== undefined) {
     const message = typeof chunk.error === 'string' ? chunk.error : (chunk.error.message ?? 'unknown');
     throw new UpstreamError('protocol', `upstream sent an error event: ${message}`);
@@ -113,11 +151,7 @@ function* eventsOf(chunk: ChatChunk, calls: ToolCallStream): Generator<ProviderE
   if (typeof text === 'string' && text !== '') yield { type: 'text', text };
   const pieces = choice?.delta?.tool_calls;
   if (Array.isArray(pieces)) {
-    for (const [i, piece] of pieces.entries()) {
-      // Servers that leave out `index` send one call per chunk, in order.
-      const index = typeof piece.index === 'number' ? piece.index : i;
-      yield* calls.piece(index, piece.function?.name ?? undefined, piece.function?.arguments ?? undefined);
-    }
+    for (const piece of pieces) yield* calls.piece(keys.of(piece), piece.function?.name ?? undefined, piece.function?.arguments ?? undefined);
   }
   if (typeof choice?.finish_reason === 'string') {
     yield* calls.endAll();
@@ -140,12 +174,13 @@ export function createOpenAICompatibleProvider(config: ProviderConfig): Provider
       let finished = false;
       const text = new StorableText();
       const calls = new ToolCallStream();
+      const keys = new CallKeys();
       for await (const { data } of jsonEvents(call)) {
         if (data === DONE) {
           finished = true;
           break;
         }
-        for (const event of eventsOf(data as ChatChunk, calls)) {
+        for (const event of eventsOf(data as ChatChunk, calls, keys)) {
           if (event.type === 'text') {
             const clean = text.push(event.text);
             if (clean !== '') yield { type: 'text', text: clean };

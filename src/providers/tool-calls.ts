@@ -46,3 +46,19 @@ export class ToolCallStream {
     for (const index of [...this.calls.keys()].sort((a, b) => a - b)) yield* this.end(index);
   }
 }
+
+/**
+ * Arguments as upstreams accept them back: a model may have written JSON that
+ * does not parse (or been cut off mid-arguments), and servers that parse
+ * history (vLLM) fail the whole request on it. What does not parse to an
+ * object is sent wrapped, so nothing the model wrote is lost.
+ */
+export function wireArguments(args: string): string {
+  try {
+    const value: unknown = JSON.parse(args === '' ? '{}' : args);
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) return args === '' ? '{}' : args;
+  } catch {
+    // wrapped below
+  }
+  return JSON.stringify({ arguments: args });
+}

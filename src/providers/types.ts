@@ -26,8 +26,8 @@ export interface ToolSpec {
   strict?: boolean | undefined;
 }
 
-/** `required`: some tool must be called; `{name}`: that one. */
-export type ToolChoice = 'auto' | 'required' | { name: string };
+/** `required`: some tool must be called; `{name}`: that one; `none`: tools are shown (the history may hold calls) but none may be called. */
+export type ToolChoice = 'auto' | 'none' | 'required' | { name: string };
 
 export type ResponseFormat =
   | { type: 'json_object' }

@@ -48,6 +48,10 @@ export class ResponseBuilder {
   firstTokenAt: number | null = null;
   /** Grows with every event applied: tells checkpoints whether anything changed. */
   revision = 0;
+  /** The step of the loop each tool call was made in: history keeps the steps apart. */
+  readonly stepOf = new Map<string, number>();
+  /** Prompt tokens of the model call under way (0 between calls), for recovery after a crash. */
+  inFlightPromptTokens = 0;
 
   constructor(
     readonly id: string,

@@ -3,7 +3,7 @@ import type { ChatMessage, FinishReason, ProviderEvent, ToolCall, UpstreamUsage 
 import { runTool, type ToolRun } from '../tools/run.ts';
 import type { Source, ToolName } from '../tools/types.ts';
 import { countMessageTokens, countTokens } from '../tokens.ts';
-import type { ModelCall } from './attempts.ts';
+import { describe, type ModelCall } from './attempts.ts';
 import type { ResponseBuilder } from './builder.ts';
 import { citationsOf } from './citations.ts';
 import type { ResponseEvent } from './events.ts';
@@ -46,6 +46,10 @@ const MAX_CHARS_PER_TOKEN = 32;
 
 /** Tool calls run per step at most; a model that asks for more gets an error for the rest. */
 const MAX_CALLS_PER_STEP = 16;
+/** Tool calls one answer may make at all: past this the answer is cut as if at max_output_tokens. */
+const MAX_CALLS_MADE = 4 * MAX_CALLS_PER_STEP;
+/** What a call costs against the output cap besides its name and arguments. */
+const CALL_OVERHEAD_CHARS = 32;
 
 /** A tool call of the current step, as the loop tracks it. */
 interface OpenCall {
@@ -93,6 +97,7 @@ export async function* runResponse(run: EngineRun): AsyncGenerator<ResponseEvent
       const call: ModelCall = current;
       const toolsThisStep = hasTools(run.tools) && step < run.maxSteps;
       b.model = call.model.id;
+      b.inFlightPromptTokens = call.promptTokens;
       const maxChars = Math.max(1 << 16, call.maxOutputTokens * MAX_CHARS_PER_TOKEN);
       let message: { item: MessageItem; index: number } | undefined;
       const calls = new Map<number, OpenCall>();
@@ -140,11 +145,19 @@ export async function* runResponse(run: EngineRun): AsyncGenerator<ResponseEvent
             stepText += event.text;
             yield emit({ type: 'response.output_text.delta', sequence_number: seq++, item_id: message.item.id, output_index: message.index, content_index: 0, delta: event.text, logprobs: [] });
           } else if (event.type === 'tool_call_start') {
+            // Calls count toward the output cap even without arguments, and one answer makes a bounded number of them.
+            produced += event.name.length + CALL_OVERHEAD_CHARS;
+            if (produced > maxChars || calls.size >= MAX_CALLS_MADE) {
+              finish = 'length';
+              await call.rest.return?.();
+              break;
+            }
             firstToken ??= run.now();
             yield* closeMessage();
             const item: FunctionCallItem = { id: functionCallId(), type: 'function_call', call_id: callId(), name: event.name, arguments: '', status: 'in_progress' };
             const index = b.output.length;
             calls.set(event.index, { item, index, ended: false });
+            b.stepOf.set(item.id, step);
             yield emit({ type: 'response.output_item.added', sequence_number: seq++, output_index: index, item });
           } else if (event.type === 'tool_call_delta') {
             const open = calls.get(event.index);
@@ -177,12 +190,13 @@ export async function* runResponse(run: EngineRun): AsyncGenerator<ResponseEvent
       } catch (err) {
         done = true;
         b.addUsage(usage ?? counted(call, stepText, calls));
+        b.inFlightPromptTokens = 0;
         call.end(run.signal.aborted ? { type: 'neutral' } : { type: 'failure', timeout: false });
         if (run.clientGone() || run.signal.aborted) {
           endIncomplete('client_disconnected');
           return;
         }
-        run.log.warn({ model: call.model.id, step, error: err instanceof Error ? err.message : String(err) }, 'upstream failed mid-answer');
+        run.log.warn({ model: call.model.id, step, error: describe(err) }, 'upstream failed mid-answer');
         b.error = { code: 'upstream_error', message: UPSTREAM_FAILED };
         b.finish('failed', run.now());
         yield errorEvent(seq++);
@@ -190,6 +204,7 @@ export async function* runResponse(run: EngineRun): AsyncGenerator<ResponseEvent
       }
 
       b.addUsage(usage ?? counted(call, stepText, calls));
+      b.inFlightPromptTokens = 0;
       call.end({ type: 'success', latencyMs: (firstToken ?? run.now()) - call.startedAt });
       yield* closeMessage();
 
@@ -199,8 +214,12 @@ export async function* runResponse(run: EngineRun): AsyncGenerator<ResponseEvent
         open.ended = true;
         yield emit(itemDone(seq++, open, 'incomplete'));
       }
+      if (finish === 'length' || finish === 'content_filter') {
+        // A cut answer's calls do not run: their arguments may be cut too.
+        for (const open of stepCalls.filter((c) => c.item.status === 'in_progress')) yield emit(itemDone(seq++, open, 'incomplete'));
+      }
       const runnable = stepCalls.filter((c) => c.item.status === 'in_progress');
-      if (runnable.length === 0 || finish === 'length' || finish === 'content_filter') {
+      if (runnable.length === 0) {
         if (!b.output.some((item) => item.type === 'message')) yield* emptyMessage();
         const reason = finish === undefined ? undefined : INCOMPLETE[finish];
         if (reason !== undefined) endIncomplete(reason);
@@ -243,7 +262,14 @@ export async function* runResponse(run: EngineRun): AsyncGenerator<ResponseEvent
       added.push(...stepMessages);
       addedTokens += countMessageTokens(stepMessages);
       const withTools = step + 1 < run.maxSteps;
-      const opened = await run.next({ messages: added, tokens: addedTokens, withTools });
+      let opened: Awaited<ReturnType<NextCall>>;
+      try {
+        opened = await run.next({ messages: added, tokens: addedTokens, withTools });
+      } catch (err) {
+        // The database or the prompt failed us between steps: the stream still ends with its terminal event.
+        run.log.error({ step: step + 1, error: describe(err) }, 'could not start the next step');
+        opened = { type: 'failed', error: err };
+      }
       if (opened.type === 'gone') {
         done = true;
         endIncomplete('client_disconnected');
@@ -311,7 +337,7 @@ async function* runServerCalls(calls: OpenCall[], run: EngineRun, offered: boole
     return [open, await runTool(builtin.tool, open.item.arguments, opts)];
   };
   if (!run.tools.parallel) {
-    for (const open of calls) yield await one(open);
+    for (const open of calls) yield run.signal.aborted ? refuse(open, 'the request ended before the tool ran') : await one(open);
     return;
   }
   const pending = new Map(calls.map((open) => [open, one(open)]));

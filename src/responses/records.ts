@@ -20,8 +20,8 @@ export interface PendingState {
   promptTokens: number;
   reservationId: string | null;
   windows: { day: { start: string }; month: { start: string } };
-  /** Usage of the model calls already finished, written by checkpoints. */
-  used?: { inputTokens: number; outputTokens: number } | undefined;
+  /** Usage of the model calls already finished, and the prompt of the one under way, written by checkpoints. */
+  used?: { inputTokens: number; outputTokens: number; inFlight: number } | undefined;
 }
 
 export interface Owner {

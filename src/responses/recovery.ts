@@ -100,11 +100,15 @@ export class Recovery {
     try {
       // In slices, so that thousands of streams never build one huge statement (and its copies) at once.
       for (let i = 0; i < due.length; i += CHECKPOINT_SLICE) {
-        const rows = due.slice(i, i + CHECKPOINT_SLICE).map((l) => ({ l, revision: l.builder.revision, body: l.builder.snapshot(), used: l.builder.usage }));
-        // `used` is the usage of the model calls already finished (a tool loop makes several), counted as reported.
+        const rows = due.slice(i, i + CHECKPOINT_SLICE).map((l) => {
+          const u = l.builder.usage;
+          const used = { inputTokens: u?.inputTokens ?? 0, outputTokens: u?.outputTokens ?? 0, inFlight: l.builder.inFlightPromptTokens };
+          return { l, revision: l.builder.revision, body: l.builder.snapshot(), used };
+        });
+        // `used`: the usage of the model calls already finished (a tool loop makes several), and the prompt of the one under way.
         await this.db.execute(sql`
           update responses set body = x.body, model = x.model,
-            pending = case when x.used is null then responses.pending else responses.pending || jsonb_build_object('used', x.used) end
+            pending = responses.pending || jsonb_build_object('used', x.used)
           from jsonb_to_recordset(${JSON.stringify(rows.map((r) => ({ id: r.body.id, body: r.body, model: r.body.model, used: r.used })))}::jsonb)
             as x(id uuid, body jsonb, model text, used jsonb)
           where responses.id = x.id and responses.status = 'in_progress'`);
@@ -173,10 +177,12 @@ async function finalise(tx: Db, rows: Row[]): Promise<void> {
     const body = row.body as ResponseObject; // just read: changing it in place changes nothing else
     for (const item of body.output) if (item.status === 'in_progress') item.status = 'incomplete';
     const text = outputTextOf(body.output);
-    // Finished calls count as their upstream reported; the interrupted one at least its prompt, and the output by our count.
+    // Finished calls count as their upstream reported, the interrupted one its prompt; output by our count when
+    // that is more. Tool results are input of the next call, not output.
     const used = pending?.used;
-    const inputTokens = (used?.inputTokens ?? 0) + (pending?.promptTokens ?? 0);
-    const outputTokens = Math.max(used?.outputTokens ?? 0, storedOutput(body.output).reduce((n, item) => n + item.tokens, 0));
+    const inputTokens = used === undefined ? (pending?.promptTokens ?? 0) : used.inputTokens + used.inFlight;
+    const made = storedOutput(body.output).filter((item) => item.origin === 'output' && item.type !== 'function_call_output');
+    const outputTokens = Math.max(used?.outputTokens ?? 0, made.reduce((n, item) => n + item.tokens, 0));
     const usage = usageOf(inputTokens, outputTokens);
     Object.assign(body, {
       status: 'incomplete',

@@ -151,7 +151,7 @@ export function parseCreateRequest(body: unknown, streamDefault = true): CreateR
   const input = typeof b.input === 'string' ? [{ type: 'message' as const, role: 'user' as const, content: [{ type: 'input_text' as const, text: b.input }] }] : itemsOf(b.input);
   if (!hasSubstance(input)) throw badRequest('input_required', 'input must contain some text', 'input');
   const conversation = typeof b.conversation === 'string' ? b.conversation : (b.conversation?.id ?? null);
-  if (conversation !== null && b.conversation_id != null && conversation !== b.conversation_id) {
+  if (conversation !== null && b.conversation_id !== undefined && b.conversation_id !== null && conversation !== b.conversation_id) {
     throw badRequest('conversation_mismatch', 'conversation and conversation_id name different conversations', 'conversation');
   }
 

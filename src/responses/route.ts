@@ -166,7 +166,10 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     const limited = limitedWindows(principal, windows);
     const estimate = estimateFor(request, prepared, decision, catalog);
     const ask =
-      limited.length === 0 ? null : { id: randomUUID(), estimate, windows, limited, expiresAt: new Date(now + reservationTtl(catalog)), now };
+      limited.length === 0
+        ? null
+        : // A tool loop holds its reservation across its steps.
+          { id: randomUUID(), estimate, windows, limited, expiresAt: new Date(now + reservationTtl(catalog) * (hasTools(tools) ? toolbox.maxSteps : 1)), now };
     const first = new ResponseBuilder(identity.id, identity.createdAt, decision.model.id, prepared.conversationId, echoOf(request));
     const start = startRecord({
       responseId: identity.id,
@@ -225,7 +228,9 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
       (added: { messages: ChatMessage[]; tokens: number }, withTools: boolean, first: boolean): CallBuilder =>
       async (model) => {
         const context = await contextFor(db, prepared, request, model, added.tokens);
-        const offer = withTools && model.capabilities.includes('tools');
+        // Tools stay defined on a step that may not call them (the last one): upstreams refuse tool history without them.
+        const offer = hasTools(tools) && model.capabilities.includes('tools');
+        const choice = withTools ? (first ? tools.firstChoice : undefined) : 'none';
         return {
           model: model.upstream_model,
           messages: [...context.messages, ...added.messages],
@@ -233,7 +238,7 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
           temperature: request.temperature ?? undefined,
           topP: request.topP ?? undefined,
           responseFormat: request.responseFormat,
-          ...(offer ? { tools: specsOf(tools), toolChoice: first ? tools.firstChoice : undefined, parallelToolCalls: tools.parallel } : {}),
+          ...(offer ? { tools: specsOf(tools), toolChoice: choice, parallelToolCalls: tools.parallel } : {}),
           promptTokens: context.promptTokens + added.tokens,
         };
       };
@@ -242,7 +247,8 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     const callDeps = { ...opts, log: req.log };
     let first: CallOutcome;
     try {
-      first = await openCall(callDeps, toolCapable(candidates, firstWithTools), callFor({ messages: [], tokens: 0 }, firstWithTools, true), client.signal);
+      // Every candidate may take the first call: the router already kept to capable models when tools were asked for.
+      first = await openCall(callDeps, candidates, callFor({ messages: [], tokens: 0 }, firstWithTools, true), client.signal);
     } catch (err) {
       unregister();
       await release();
@@ -252,13 +258,19 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     /** Later steps: the model of the step before first, then the other candidates; a reservation grows for each call. */
     let lastModel = decision.model;
     const next: NextCall = async ({ messages, tokens, withTools }) => {
-      const order = [lastModel, ...candidates.filter((m) => m.id !== lastModel.id)];
+      const all = [lastModel, ...candidates.filter((m) => m.id !== lastModel.id)];
+      // A step in a tool loop goes to models that can read tool calls, when there are any.
+      const capable = toolCapable(all, true);
+      const order = capable.length > 0 ? capable : all;
       if (reservation.id !== null) {
-        const estimate = estimateTokens(prepared.fixedTokens + prepared.historyTokens + tokens, Math.max(...order.map((m) => outputBudget(request, m))));
+        // The prompt as sent: history gives way to the window, so it never counts past the largest one.
+        const window = Math.max(...order.map((m) => m.context_window - outputBudget(request, m)));
+        const prompt = Math.min(prepared.fixedTokens + prepared.historyTokens + tokens, window);
+        const estimate = estimateTokens(prompt, Math.max(...order.map((m) => outputBudget(request, m))));
         if (!(await extendReservation(db, reservation, estimate, opts.now()))) return { type: 'refused', reason: 'token_limit' };
       }
       try {
-        const opened = await openCall(callDeps, toolCapable(order, withTools), callFor({ messages, tokens }, withTools, false), client.signal);
+        const opened = await openCall(callDeps, order, callFor({ messages, tokens }, withTools, false), client.signal);
         if (opened.type === 'started') lastModel = opened.call.model;
         return opened;
       } catch (err) {
@@ -362,6 +374,8 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
           await storeOnce(); // a stream the client left has no terminal event; a failure was logged
         }
       } finally {
+        // Whatever ended the stream, the response is stored and counted.
+        await storeOnce();
         if (!reply.raw.writableEnded && !reply.raw.destroyed) reply.raw.end();
         finish();
       }

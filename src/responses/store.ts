@@ -75,7 +75,7 @@ export function startRecord(args: {
  * each tool call as a `function_call` item followed, for a server tool, by
  * its `function_call_output`. Later turns read them back as history.
  */
-export function storedOutput(output: OutputItem[]): StoredItem[] {
+export function storedOutput(output: OutputItem[], stepOf?: ReadonlyMap<string, number>): StoredItem[] {
   const items: StoredItem[] = [];
   for (const item of output) {
     if (item.type === 'message') {
@@ -84,7 +84,8 @@ export function storedOutput(output: OutputItem[]): StoredItem[] {
       items.push({ role: 'assistant', itemId: item.id, origin: 'output', content: item.content.map((p) => ({ type: 'output_text', text: p.text })), tokens: countTokens(text) });
       continue;
     }
-    const call = { id: item.id, call_id: item.call_id, name: item.name, arguments: item.arguments };
+    const step = stepOf?.get(item.id);
+    const call = { id: item.id, call_id: item.call_id, name: item.name, arguments: item.arguments, ...(step === undefined ? {} : { step }) };
     items.push({ role: 'assistant', type: 'function_call', itemId: item.id, origin: 'output', content: call, tokens: countTokens(item.name) + countTokens(item.arguments) });
     if (item.output !== undefined) {
       items.push({ role: 'tool', type: 'function_call_output', itemId: functionCallOutputId(), origin: 'output', content: { call_id: item.call_id, output: item.output }, tokens: countTokens(item.output) });
@@ -119,7 +120,7 @@ export function finishRecord(b: ResponseBuilder, prepared: PreparedContext, prin
     firstTokenMs: b.firstTokenAt === null ? null : b.firstTokenAt - b.createdAt,
     durationMs: (b.completedAt ?? Date.now()) - b.createdAt,
     body,
-    items: [...prepared.input, ...storedOutput(body.output)],
+    items: [...prepared.input, ...storedOutput(body.output, b.stepOf)],
     reservationId: reservation.id,
     windows: reservation.windows,
   };

@@ -46,6 +46,7 @@ async function attempt(tool: Tool, rawArguments: string, opts: RunOptions): Prom
     const where = issue.path.length === 0 ? 'arguments' : issue.path.join('.');
     return failed(`invalid arguments: ${where}: ${issue.message}`, opts.maxChars);
   }
+  if (opts.signal.aborted) return failed('the request ended before the tool ran', opts.maxChars);
   const timeout = AbortSignal.timeout(tool.timeoutMs);
   const signal = AbortSignal.any([opts.signal, timeout]);
   let onAbort: (() => void) | undefined;
