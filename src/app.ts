@@ -21,6 +21,7 @@ import { Recovery } from './responses/recovery.ts';
 import { ResponseWriter } from './responses/writer.ts';
 import { v1Routes } from './v1/routes.ts';
 import { createToolbox, type ToolboxOptions } from './tools/registry.ts';
+import { Cancels } from './responses/cancels.ts';
 
 export interface AppDeps {
   config: Config;
@@ -119,8 +120,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     onBare: (record, err) =>
       app.log.error({ err, response_id: record.responseId, user_id: record.userId, usage: record.usage }, 'could not store the response; stored without its content, usage counted'),
   });
+  const cancels = new Cancels();
   const recovery = new Recovery(database.db, randomUUID(), {
     ...config.recovery,
+    cancels,
     onError: (what, err) => app.log.warn({ error: (err as Error).message }, `${what} failed`),
     onRecovered: (count) => app.log.warn({ count }, 'finalised responses left in progress by a stopped instance'),
   });
@@ -168,8 +171,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     writer,
     recovery,
     toolbox,
+    cancels,
+    cancelWaitMs: config.storeWaitMs + 2 * config.recovery.checkpointMs,
     shutdown: shutdown.signal,
     storeWaitMs: config.storeWaitMs,
+    streamDefault: config.streamDefault,
     now,
     ...deps.responses,
   });

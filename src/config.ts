@@ -71,6 +71,7 @@ const envSchema = z.object({
   EUGPT_TRUST_PROXY: trustProxyFromEnv.default(false),
   EUGPT_SHUTDOWN_GRACE_MS: intFromEnv(0, 600_000).default(10_000),
   EUGPT_STORE_WAIT_MS: intFromEnv(100, 600_000).default(10_000),
+  EUGPT_STREAM_DEFAULT: boolFromEnv.default(true),
   EUGPT_HEARTBEAT_MS: intFromEnv(100, 600_000).default(5_000),
   EUGPT_INSTANCE_STALE_MS: intFromEnv(500, 3_600_000).default(30_000),
   EUGPT_CHECKPOINT_MS: intFromEnv(100, 600_000).default(2_000),
@@ -105,6 +106,8 @@ export interface Config {
   shutdownGraceMs: number;
   /** How long a finished response waits for its write before the client is told (the write is still retried). */
   storeWaitMs: number;
+  /** Whether a request without `stream` (and without an Accept or client that says otherwise) is streamed. */
+  streamDefault: boolean;
   /** Crash recovery: heartbeat period, when a silent instance counts as dead, how often output is checkpointed. */
   recovery: { heartbeatMs: number; staleMs: number; checkpointMs: number };
   /** How long a key look-up is trusted before the database is asked again; bounds revocation delay. */
@@ -211,6 +214,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     trustProxy: e.EUGPT_TRUST_PROXY,
     shutdownGraceMs: e.EUGPT_SHUTDOWN_GRACE_MS,
     storeWaitMs: e.EUGPT_STORE_WAIT_MS,
+    streamDefault: e.EUGPT_STREAM_DEFAULT,
     recovery: { heartbeatMs: e.EUGPT_HEARTBEAT_MS, staleMs: e.EUGPT_INSTANCE_STALE_MS, checkpointMs: e.EUGPT_CHECKPOINT_MS },
     keyCacheTtlMs: e.EUGPT_KEY_CACHE_TTL_MS,
     lastUsedFlushMs: e.EUGPT_LAST_USED_FLUSH_MS,

@@ -16,7 +16,7 @@ function rejection(body: unknown): { code: string; param: string | null; status:
 describe('POST /v1/responses request parsing', () => {
   it('turns a string into one user message and applies the defaults', () => {
     expect(parseCreateRequest({ input: 'Hello' })).toEqual({
-      input: [{ role: 'user', content: [{ type: 'input_text', text: 'Hello' }] }],
+      input: [{ type: 'message', role: 'user', content: [{ type: 'input_text', text: 'Hello' }] }],
       stream: true,
       instructions: null,
       conversationId: null,
@@ -45,8 +45,8 @@ describe('POST /v1/responses request parsing', () => {
       ],
       stream: false,
     });
-    expect(r.input.map((m) => m.role)).toEqual(['user', 'assistant', 'developer']);
-    expect(r.input[2]!.content).toHaveLength(2);
+    expect(r.input.map((m) => (m.type === 'message' ? m.role : m.type))).toEqual(['user', 'assistant', 'developer']);
+    expect(r.input[2]).toMatchObject({ type: 'message', content: [{ text: 'be short' }, { text: 'and kind' }] });
     expect(r.stream).toBe(false);
   });
 
@@ -96,9 +96,13 @@ describe('POST /v1/responses request parsing', () => {
     ['an unknown part type', { input: [{ content: [{ type: 'input_image', image_url: 'x' }] }] }, 'invalid_content_type', 'input[0].content[0].type'],
     ['a file part', { input: [{ content: [{ type: 'input_text', text: 'see' }, { type: 'input_file', file_id: randomUUID() }] }] }, 'unsupported_content_type', 'input[0].content[1]'],
     ['a non-boolean stream', { input: 'x', stream: 'yes' }, 'invalid_stream', 'stream'],
-    ['a malformed conversation_id', { input: 'x', conversation_id: 'abc' }, 'invalid_uuid', 'conversation_id'],
     ['a malformed project_id', { input: 'x', project_id: 'abc' }, 'invalid_uuid', 'project_id'],
-    ['a malformed previous_response_id', { input: 'x', previous_response_id: 'resp_1' }, 'invalid_uuid', 'previous_response_id'],
+    ['a conversation_id that is not text', { input: 'x', conversation_id: 42 }, 'invalid_conversation_id', 'conversation_id'],
+    ['an empty previous_response_id', { input: 'x', previous_response_id: '' }, 'invalid_previous_response_id', 'previous_response_id'],
+    ['conversation and conversation_id that differ', { input: 'x', conversation: { id: 'a' }, conversation_id: 'b' }, 'conversation_mismatch', 'conversation'],
+    ['an item type the server does not know', { input: [{ type: 'computer_call', id: 'x' }] }, 'unsupported_input_item', 'input[0].type'],
+    ['a function_call_output without call_id', { input: [{ type: 'function_call_output', output: 'x' }] }, 'invalid_call_id', 'input[0].call_id'],
+    ['an item_reference without id', { input: [{ type: 'item_reference' }] }, 'invalid_input', 'input[0].id'],
     ['temperature above 2', { input: 'x', temperature: 3 }, 'invalid_temperature', 'temperature'],
     ['top_p above 1', { input: 'x', top_p: 1.5 }, 'invalid_top_p', 'top_p'],
     ['max_output_tokens of 0', { input: 'x', max_output_tokens: 0 }, 'invalid_max_output_tokens', 'max_output_tokens'],

@@ -2,6 +2,7 @@ import { and, asc, desc, eq, inArray, isNull, ne, or, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.ts';
 import { conversationItems, conversations, responses } from '../db/schema.ts';
 import { notFound } from '../http/api-error.ts';
+import { isUuid } from '../http/ids.ts';
 import type { ChatMessage } from '../providers/types.ts';
 
 export type Conversation = typeof conversations.$inferSelect;
@@ -25,6 +26,7 @@ export const textOfContent = (content: StoredContent) => content.map((p) => p.te
 
 /** A conversation of the given user; another user's is the same 404 as a missing one, so its existence is never revealed. */
 export async function findOwnedConversation(db: Db, id: string, userId: string): Promise<Conversation> {
+  if (!isUuid(id)) throw notFound('conversation_not_found', `conversation ${id} not found`);
   const [row] = await db
     .select()
     .from(conversations)
@@ -71,18 +73,17 @@ export async function historyTokens(db: Db, conversationId: string): Promise<num
 
 const PAGE = 200;
 
-interface Row {
+export interface Row {
   role: string;
-  type: string;
+  /** message when absent. */
+  type?: string | undefined;
   content: unknown;
 }
 
 /**
  * Chat messages of stored items, oldest first. A tool call joins the answer
  * it belongs to (the assistant message before it), its result follows as a
- * `tool` message; calls without a result (a response cut short) get one that
- * says so, and results without their call are left out, since every upstream
- * refuses a half pair.
+ * `tool` message. Pair them with pairToolCalls once the whole prompt is known.
  */
 export function messagesOf(rows: Row[]): ChatMessage[] {
   const out: ChatMessage[] = [];
@@ -101,13 +102,19 @@ export function messagesOf(rows: Row[]): ChatMessage[] {
       const c = row.content as StoredCallOutput;
       out.push({ role: 'tool', callId: c.call_id, content: c.output });
     } else {
-      out.push({ role: row.role === 'assistant' ? 'assistant' : 'user', content: textOfContent(row.content as StoredContent) });
+      const role = row.role === 'assistant' ? 'assistant' : row.role === 'user' ? 'user' : 'system';
+      out.push({ role, content: textOfContent(row.content as StoredContent) });
     }
   }
-  return pairToolCalls(out);
+  return out;
 }
 
-function pairToolCalls(messages: ChatMessage[]): ChatMessage[] {
+/**
+ * Every tool call answered, every result answering a call: calls without a
+ * result (a response cut short) get one that says so, results without their
+ * call are left out, since every upstream refuses a half pair.
+ */
+export function pairToolCalls(messages: ChatMessage[]): ChatMessage[] {
   const out: ChatMessage[] = [];
   let open: Set<string> = new Set();
   const closeOpen = () => {
@@ -160,4 +167,43 @@ export async function historyWithin(db: Db, conversationId: string, budget: numb
     if (rows.length < PAGE) return window(false);
   }
   return window(true);
+}
+
+/**
+ * Items of the user's own conversations by the ids clients know them by
+ * (`item_reference` inputs), each with what belongs to it: a tool call comes
+ * with its stored result. An id that is not the user's is the same 404 as a
+ * missing one.
+ */
+export async function findOwnedItems(db: Db, userId: string, ids: string[]): Promise<Map<string, Row[]>> {
+  const unique = [...new Set(ids)];
+  if (unique.length === 0) return new Map();
+  const rows = await db
+    .select({ itemId: conversationItems.itemId, conversationId: conversationItems.conversationId, role: conversationItems.role, type: conversationItems.type, content: conversationItems.content })
+    .from(conversationItems)
+    .innerJoin(conversations, eq(conversations.id, conversationItems.conversationId))
+    .where(and(inArray(conversationItems.itemId, unique), eq(conversations.userId, userId)));
+  const found = new Map<string, Row[]>();
+  for (const row of rows) if (row.itemId !== null && !found.has(row.itemId)) found.set(row.itemId, [row]);
+  const missing = unique.find((id) => !found.has(id));
+  if (missing !== undefined) throw notFound('item_not_found', `item ${missing} not found`);
+  const calls = rows.filter((r) => r.type === 'function_call');
+  if (calls.length > 0) {
+    const outputs = await db
+      .select({ conversationId: conversationItems.conversationId, role: conversationItems.role, type: conversationItems.type, content: conversationItems.content })
+      .from(conversationItems)
+      .where(
+        and(
+          inArray(conversationItems.conversationId, [...new Set(calls.map((c) => c.conversationId))]),
+          eq(conversationItems.type, 'function_call_output'),
+          inArray(sql<string>`${conversationItems.content}->>'call_id'`, calls.map((c) => (c.content as StoredCall).call_id)),
+        ),
+      );
+    for (const call of calls) {
+      const callId = (call.content as StoredCall).call_id;
+      const output = outputs.find((o) => o.conversationId === call.conversationId && (o.content as StoredCallOutput).call_id === callId);
+      if (output !== undefined) found.get(call.itemId!)!.push(output);
+    }
+  }
+  return found;
 }

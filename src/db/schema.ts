@@ -176,19 +176,26 @@ export const conversationItems = pgTable(
     conversationId: uuid('conversation_id')
       .notNull()
       .references(() => conversations.id, { onDelete: 'cascade' }),
-    /** Order within the conversation, from 0 without gaps. */
+    /** Order within the conversation, from 0; a deleted response leaves a gap. */
     position: integer('position').notNull(),
     /** system | user | assistant | developer | tool */
     role: text('role').notNull(),
     /** message | function_call | function_call_output */
     type: text('type').notNull().default('message'),
+    /** The id clients know the item by (`msg_…`, `fc_…`), for `item_reference` inputs; null for items without one. */
+    itemId: text('item_id'),
+    /** input: sent by the client in its request; output: made by the response. */
+    origin: text('origin', { enum: ['input', 'output'] }).notNull().default('input'),
     content: jsonb('content').notNull(),
     /** Tokens of the item's text, counted once at write time for history windows. */
     tokens: integer('tokens').notNull().default(0),
     responseId: uuid('response_id').references(() => responses.id, { onDelete: 'set null' }),
     createdAt: createdAt(),
   },
-  (t) => [uniqueIndex('conversation_items_position_key').on(t.conversationId, t.position)],
+  (t) => [
+    uniqueIndex('conversation_items_position_key').on(t.conversationId, t.position),
+    index('conversation_items_item_id_idx').on(t.itemId).where(sql`${t.itemId} is not null`),
+  ],
 );
 
 /**

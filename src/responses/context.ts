@@ -1,13 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import type { Principal } from '../auth/key-auth.ts';
-import { findOwnedConversation, historyTokens, historyWithin, systemMessageOf } from '../conversations/store.ts';
+import { findOwnedConversation, findOwnedItems, historyTokens, historyWithin, messagesOf, pairToolCalls, systemMessageOf, type Row } from '../conversations/store.ts';
 import type { Db } from '../db/client.ts';
 import { badRequest } from '../http/api-error.ts';
 import type { ChatMessage } from '../providers/types.ts';
 import type { ModelConfig } from '../router/catalog.ts';
 import { assertProjectMember } from '../tenancy/projects.ts';
 import { countMessageTokens, countTokens } from '../tokens.ts';
-import type { CreateRequest, InputMessage } from './request.ts';
+import type { ResolvedItem } from './input-items.ts';
+import { functionCallId, functionCallOutputId, messageId } from './object.ts';
+import type { StoredItem } from './records.ts';
+import type { CreateRequest } from './request.ts';
 import { findOwnedResponse } from './store.ts';
 
 /** What a request brings before a model is chosen: checked ownership, the system prompt, token counts. */
@@ -15,11 +18,12 @@ export interface PreparedContext {
   /** The conversation continued, or null for a stateless request. */
   existing: string | null;
   conversationId: string;
-  /** The system prompt and the input, as chat messages, in order. */
+  /** The system prompt, as chat messages. */
   head: ChatMessage[];
+  /** The input as chat messages (tool calls and results not yet paired with the history's). */
   inputMessages: ChatMessage[];
-  /** The request's input with each item's token count, as it will be stored. */
-  input: (InputMessage & { tokens: number })[];
+  /** The request's input, references resolved, as it will be stored (with each item's tokens). */
+  input: StoredItem[];
   /** Tokens of system prompt and input (with message framing). */
   fixedTokens: number;
   /** Tokens of the whole eligible history. */
@@ -33,13 +37,51 @@ export interface ResponseContext {
   messages: ChatMessage[];
   promptTokens: number;
   maxOutputTokens: number;
-  input: (InputMessage & { tokens: number })[];
 }
 
-const toChat = (m: InputMessage): ChatMessage => ({
-  role: m.role === 'assistant' ? 'assistant' : m.role === 'user' ? 'user' : 'system',
-  content: m.content.map((p) => p.text).join('\n'),
-});
+/** An input item as a conversation item; a server tool's call sent back with its result becomes both. */
+function storedOf(item: ResolvedItem): StoredItem[] {
+  if (item.type === 'message') {
+    return [{ role: item.role, itemId: messageId(), content: item.content, tokens: countTokens(item.content.map((p) => p.text).join('\n')) }];
+  }
+  const output = (callId: string, text: string): StoredItem => ({
+    role: 'tool',
+    type: 'function_call_output',
+    itemId: functionCallOutputId(),
+    content: { call_id: callId, output: text },
+    tokens: countTokens(text),
+  });
+  if (item.type === 'function_call_output') return [output(item.callId, item.output)];
+  const call: StoredItem = {
+    role: 'assistant',
+    type: 'function_call',
+    itemId: functionCallId(),
+    content: { call_id: item.callId, name: item.name, arguments: item.arguments },
+    tokens: countTokens(item.name) + countTokens(item.arguments),
+  };
+  return item.output === undefined ? [call] : [call, output(item.callId, item.output)];
+}
+
+/** A stored item (of a referenced response) as the input item it stands for. */
+function resolvedOf(row: Row): ResolvedItem {
+  if (row.type === 'function_call') {
+    const c = row.content as { call_id: string; name: string; arguments: string };
+    return { type: 'function_call', callId: c.call_id, name: c.name, arguments: c.arguments };
+  }
+  if (row.type === 'function_call_output') {
+    const c = row.content as { call_id: string; output: string };
+    return { type: 'function_call_output', callId: c.call_id, output: c.output };
+  }
+  const role = row.role === 'assistant' || row.role === 'system' || row.role === 'developer' ? row.role : 'user';
+  return { type: 'message', role, content: row.content as { type: 'input_text' | 'output_text'; text: string }[] };
+}
+
+/** The input with every `item_reference` replaced by the caller's own stored item. */
+async function resolveInput(db: Db, principal: Principal, req: CreateRequest): Promise<ResolvedItem[]> {
+  const ids = req.input.flatMap((it) => (it.type === 'item_reference' ? [it.id] : []));
+  const found = await findOwnedItems(db, principal.userId, ids);
+  return req.input.flatMap((it) => (it.type === 'item_reference' ? found.get(it.id)!.map(resolvedOf) : [it]));
+}
 
 /** Which conversation this request continues, checking ownership of everything it names. */
 async function resolveConversation(db: Db, principal: Principal, req: CreateRequest): Promise<string | null> {
@@ -60,8 +102,8 @@ export async function prepareContext(db: Db, principal: Principal, req: CreateRe
   if (req.projectId !== null) await assertProjectMember(db, req.projectId, principal);
   const system = req.instructions ?? (existing === null ? null : await systemMessageOf(db, existing));
   const head: ChatMessage[] = system === null || system === '' ? [] : [{ role: 'system', content: system }];
-  const input = req.input.map((m) => ({ ...m, tokens: countTokens(toChat(m).content) }));
-  const inputMessages = input.map(toChat);
+  const input = (await resolveInput(db, principal, req)).flatMap(storedOf);
+  const inputMessages = messagesOf(input);
   return {
     existing,
     conversationId: existing ?? randomUUID(),
@@ -94,12 +136,22 @@ export async function contextFor(db: Db, prepared: PreparedContext, req: CreateR
     );
   }
   const history = prepared.existing === null ? { messages: [], tokens: 0 } : await historyWithin(db, prepared.existing, budget);
+  const turns = [...history.messages, ...prepared.inputMessages];
+  checkResults(turns, prepared.inputMessages);
   return {
     conversationId: prepared.conversationId,
     newConversation: prepared.existing === null,
-    messages: [...prepared.head, ...history.messages, ...prepared.inputMessages],
+    messages: [...prepared.head, ...pairToolCalls(turns)],
     promptTokens: prepared.fixedTokens + history.tokens,
     maxOutputTokens,
-    input: prepared.input,
   };
+}
+
+/** A function's result must answer a call the conversation (or the input) made: a stray one is the client's mistake. */
+function checkResults(turns: ChatMessage[], input: ChatMessage[]): void {
+  const calls = new Set(turns.flatMap((m) => (m.role === 'assistant' ? (m.toolCalls ?? []).map((c) => c.id) : [])));
+  const stray = input.find((m) => m.role === 'tool' && !calls.has(m.callId));
+  if (stray?.role === 'tool') {
+    throw badRequest('unknown_call_id', `a function_call_output answers call_id ${stray.callId}, which no function_call of this conversation made`, 'input');
+  }
 }

@@ -99,6 +99,7 @@ const hex = () => randomBytes(16).toString('hex');
 export const messageId = () => `msg_${hex()}`;
 export const functionCallId = () => `fc_${hex()}`;
 export const callId = () => `call_${hex()}`;
+export const functionCallOutputId = () => `fco_${hex()}`;
 
 export function usageOf(input: number, output: number, cached = 0, reasoning = 0): Usage {
   return {

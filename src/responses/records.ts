@@ -6,6 +6,10 @@ export interface StoredItem {
   role: string;
   /** message (the default), function_call or function_call_output. */
   type?: 'message' | 'function_call' | 'function_call_output';
+  /** The id clients know the item by, for `item_reference`. */
+  itemId?: string | undefined;
+  /** output: made by the response; input (the default): sent by the client. */
+  origin?: 'input' | 'output';
   content: unknown;
   tokens: number;
 }

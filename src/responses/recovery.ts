@@ -4,6 +4,7 @@ import { instances, responses } from '../db/schema.ts';
 import { addUsage } from '../limits/ledger.ts';
 import { claimReservations, usageDeltas } from '../limits/quota.ts';
 import type { ResponseBuilder } from './builder.ts';
+import type { Cancels } from './cancels.ts';
 import { outputTextOf, toolCallsOf, usageOf, type ResponseObject } from './object.ts';
 import { storedOutput } from './store.ts';
 import type { PendingState } from './records.ts';
@@ -33,6 +34,8 @@ export interface RecoveryOptions {
   checkpointMs: number;
   onError(what: string, err: unknown): void;
   onRecovered(count: number): void;
+  /** Responses running here; cancels written by other instances reach them through pollCancels. */
+  cancels?: Cancels | undefined;
 }
 
 /** Responses checkpointed per statement. */
@@ -63,6 +66,7 @@ export class Recovery {
     };
     every(this.opts.heartbeatMs, () => this.beat(), 'heartbeat');
     every(this.opts.checkpointMs, () => this.checkpoint(), 'checkpoint');
+    every(this.opts.checkpointMs, () => this.pollCancels(), 'cancel poll');
     every(Math.max(1_000, Math.floor(this.opts.staleMs / 2)), () => this.sweep(), 'recovery');
   }
 
@@ -110,6 +114,20 @@ export class Recovery {
     } finally {
       this.checkpointing = false;
     }
+  }
+
+  /** Cancels the responses running here whose cancel was written to their row by another instance. */
+  async pollCancels(): Promise<number> {
+    const ids = this.opts.cancels?.ids() ?? [];
+    if (ids.length === 0) return 0;
+    const asked = rowsOf<{ id: string }>(
+      await this.db.execute(sql`
+        select id from responses
+        where id in (select value::uuid from jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb))
+          and status = 'in_progress' and (pending->>'cancel') = 'true'`),
+    );
+    for (const { id } of asked) this.opts.cancels?.cancelHere(id);
+    return asked.length;
   }
 
   /** Finalises responses of dead instances; returns how many. */

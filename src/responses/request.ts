@@ -3,7 +3,10 @@ import { badRequest, type ApiError } from '../http/api-error.ts';
 import { formatPath } from '../param-path.ts';
 import { INVALID_TEXT, storableJson, storableString, textIssueOf, textProblem } from '../http/text.ts';
 import type { ResponseFormat } from '../providers/types.ts';
+import { hasSubstance, parseInputItem, UnsupportedItem, type InputItem } from './input-items.ts';
 import { parseTools, toolChoiceField, toolsField, type ToolsRequest } from './tools-request.ts';
+
+export type { InputItem, InputMessage, InputRole } from './input-items.ts';
 
 /**
  * POST /v1/responses request body. Unknown fields are ignored, so
@@ -11,19 +14,10 @@ import { parseTools, toolChoiceField, toolsField, type ToolsRequest } from './to
  */
 
 const MAX_ITEMS = 2048;
-const MAX_PARTS = 256;
-
-const textPart = z.object({ type: z.enum(['input_text', 'output_text']), text: storableString() });
-const filePart = z.object({ type: z.literal('input_file'), file_id: storableString().optional() });
-const part = z.discriminatedUnion('type', [textPart, filePart]);
-
-const item = z.object({
-  type: z.literal('message').optional(),
-  role: z.enum(['user', 'assistant', 'system', 'developer']).default('user'),
-  content: z.union([storableString(), z.array(part).max(MAX_PARTS)]),
-});
 
 const uuidOrNull = z.uuid().nullish();
+/** Ids the server looks up: any well-formed string; one of another shape than ours is simply not found (404). */
+const lookupId = storableString().min(1).max(128).nullish();
 
 const textFormat = z.discriminatedUnion('type', [
   z.object({ type: z.literal('text') }),
@@ -40,12 +34,14 @@ const textFormat = z.discriminatedUnion('type', [
 export const createResponseBody = z
   .object({
     model: storableString().max(256).default('auto'),
-    input: z.union([storableString(), z.array(item).max(MAX_ITEMS)]),
+    // Items are checked one by one (input-items.ts), so each problem names its item and field.
+    input: z.union([storableString(), z.array(z.unknown()).max(MAX_ITEMS)]),
     stream: z.boolean().nullish(),
     instructions: storableString().nullish(),
-    conversation_id: uuidOrNull,
+    conversation_id: lookupId,
+    conversation: z.union([storableString().min(1).max(128), z.object({ id: storableString().min(1).max(128) })]).nullish(),
     project_id: uuidOrNull,
-    previous_response_id: uuidOrNull,
+    previous_response_id: lookupId,
     temperature: z.number().min(0).max(2).nullish(),
     top_p: z.number().min(0).max(1).nullish(),
     max_output_tokens: z.number().int().min(1).nullish(),
@@ -64,16 +60,8 @@ export const createResponseBody = z
   })
   .meta({ id: 'CreateResponseRequest' });
 
-export type InputRole = 'user' | 'assistant' | 'system' | 'developer';
-
-export interface InputMessage {
-  role: InputRole;
-  /** The text parts, as stored in the conversation. */
-  content: { type: 'input_text' | 'output_text'; text: string }[];
-}
-
 export interface CreateRequest {
-  input: InputMessage[];
+  input: InputItem[];
   stream: boolean;
   instructions: string | null;
   conversationId: string | null;
@@ -95,9 +83,7 @@ export interface CreateRequest {
 }
 
 const CODE_BY_FIELD: Record<string, string> = {
-  conversation_id: 'invalid_uuid',
   project_id: 'invalid_uuid',
-  previous_response_id: 'invalid_uuid',
   text: 'invalid_text_format',
 };
 
@@ -131,25 +117,28 @@ function rejection(issues: z.core.$ZodIssue[]): ApiError {
     if (issue.path.length > 3 && issue.path[2] === 'content') {
       return badRequest('invalid_content_type', `${param}: content parts are {type:"input_text", text} or {type:"input_file", file_id}`, param);
     }
-    return badRequest('invalid_input', `${param}: input is a non-empty string or a non-empty list of message items`, param);
+    if (issue.path.length >= 3 && issue.path[2] === 'call_id') return badRequest('invalid_call_id', `${param}: ${issue.message}`, param);
+    return badRequest('invalid_input', `${param}: input is a non-empty string or a non-empty list of items (${issue.message})`, param);
   }
   const code = CODE_BY_FIELD[field] ?? `invalid_${field}`;
   const message = code === 'invalid_uuid' ? `${param} must be a UUID` : `${param}: ${issue.message}`;
   return badRequest(code, message, param);
 }
 
-function textOf(content: z.infer<typeof item>['content'], param: string): InputMessage['content'] {
-  if (typeof content === 'string') return [{ type: 'input_text', text: content }];
-  return content.map((p, j) => {
-    if (p.type === 'input_file') {
-      throw badRequest('unsupported_content_type', 'input_file parts are not supported by this server yet', `${param}.content[${j}]`);
-    }
-    return p;
-  });
+/** Every item of an input list, or the first problem as a 400. */
+function itemsOf(raw: unknown[]): InputItem[] {
+  const items: InputItem[] = [];
+  for (const [i, value] of raw.entries()) {
+    const item = parseInputItem(value, i);
+    if (item instanceof UnsupportedItem) throw badRequest(item.code, item.message, item.param);
+    if (Array.isArray(item)) throw rejection(item);
+    items.push(item);
+  }
+  return items;
 }
 
 /** Validates and normalises a request body, or throws the first problem as a 400. */
-export function parseCreateRequest(body: unknown): CreateRequest {
+export function parseCreateRequest(body: unknown, streamDefault = true): CreateRequest {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
     throw badRequest('invalid_json', 'the request body must be a JSON object');
   }
@@ -159,20 +148,20 @@ export function parseCreateRequest(body: unknown): CreateRequest {
   if (!parsed.success) throw rejection(parsed.error.issues);
   const b = parsed.data;
 
-  const input: InputMessage[] =
-    typeof b.input === 'string'
-      ? [{ role: 'user', content: [{ type: 'input_text', text: b.input }] }]
-      : b.input.map((it, i) => ({ role: it.role, content: textOf(it.content, `input[${i}]`) }));
-  const hasText = input.some((m) => m.content.some((p) => p.text.trim() !== ''));
-  if (!hasText) throw badRequest('input_required', 'input must contain some text', 'input');
+  const input = typeof b.input === 'string' ? [{ type: 'message' as const, role: 'user' as const, content: [{ type: 'input_text' as const, text: b.input }] }] : itemsOf(b.input);
+  if (!hasSubstance(input)) throw badRequest('input_required', 'input must contain some text', 'input');
+  const conversation = typeof b.conversation === 'string' ? b.conversation : (b.conversation?.id ?? null);
+  if (conversation !== null && b.conversation_id != null && conversation !== b.conversation_id) {
+    throw badRequest('conversation_mismatch', 'conversation and conversation_id name different conversations', 'conversation');
+  }
 
   const format = b.text?.format;
   const toolSet = parseTools(b.tools, b.tool_choice, b.parallel_tool_calls);
   return {
     input,
-    stream: b.stream ?? true,
+    stream: b.stream ?? streamDefault,
     instructions: b.instructions ?? null,
-    conversationId: b.conversation_id ?? null,
+    conversationId: b.conversation_id ?? conversation,
     projectId: b.project_id ?? null,
     previousResponseId: b.previous_response_id ?? null,
     temperature: b.temperature ?? null,

@@ -6,7 +6,8 @@ import { principalOf } from '../auth/hook.ts';
 import type { Principal } from '../auth/key-auth.ts';
 import type { Db } from '../db/client.ts';
 import { ApiError } from '../http/api-error.ts';
-import { errorResponses, uuidParam } from '../http/schemas.ts';
+import { errorResponses } from '../http/schemas.ts';
+import { storableString } from '../http/text.ts';
 import type { Providers } from '../providers/registry.ts';
 import type { ChatMessage } from '../providers/types.ts';
 import { hasEnabledModel, type Catalog, type ModelConfig } from '../router/catalog.ts';
@@ -27,7 +28,9 @@ import { logFinished, noModel, unroutable, upstreamFailure } from './errors.ts';
 import type { ResponseEvent } from './events.ts';
 import { createResponseBody, parseCreateRequest, type CreateRequest } from './request.ts';
 import { responseObjectSchema } from './schemas.ts';
+import type { Cancels } from './cancels.ts';
 import type { Recovery } from './recovery.ts';
+import { streamsByDefault } from './negotiate.ts';
 import { hasTools, noTools, specsOf, toolsFor, type ResponseTools } from './toolset.ts';
 import { endWith, SSE_HEADERS, writeEvents } from './sse.ts';
 import { findOwnedResponse, finishRecord, releaseRecord, startRecord } from './store.ts';
@@ -41,10 +44,14 @@ export interface ResponseRouteOptions {
   writer: ResponseWriter;
   recovery: Recovery;
   toolbox: Toolbox;
+  /** Responses running here, for POST /v1/responses/{id}/cancel. */
+  cancels: Cancels;
   /** Aborts when the shutdown grace period is over: streams still running end with `server_shutting_down`. */
   shutdown: AbortSignal;
   /** How long a finished response may wait for its write before the client is told it could not be stored (it stays queued). */
   storeWaitMs: number;
+  /** Whether a request without `stream` streams, unless its Accept or client says otherwise (negotiate.ts). */
+  streamDefault: boolean;
   /** The clock of quota windows and trials (tests move it). */
   now: () => number;
   /** Overrides the SSE keep-alive interval (tests). */
@@ -65,12 +72,17 @@ class ShutdownAbort extends Error {
   override name = 'ShutdownAbort';
 }
 
+/** The error behind an abort by POST /v1/responses/{id}/cancel. */
+class CancelAbort extends Error {
+  override name = 'CancelAbort';
+}
+
 /** The router's view of a request: cheap signals only. */
 function featuresOf(request: CreateRequest, prepared: PreparedContext, tools: ResponseTools): RequestFeatures {
   return {
     promptTokens: prepared.fixedTokens + prepared.historyTokens,
     requiredTokens: prepared.fixedTokens,
-    inputText: request.input.flatMap((m) => (m.role === 'user' ? m.content.map((p) => p.text) : [])).join('\n'),
+    inputText: request.input.flatMap((m) => (m.type === 'message' && m.role === 'user' ? m.content.map((p) => p.text) : [])).join('\n'),
     retrieval: request.projectId !== null,
     reasoningEffort: request.reasoningEffort,
     // Tools the client asked for need a model that can call them; the default catalogue goes only to models that can.
@@ -137,7 +149,7 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
    * one write: its token reservation and its in-progress row.
    */
   async function admit(req: FastifyRequest, principal: Principal, body: unknown, windows: { day: Window; month: Window }, now: number) {
-    const request = parseCreateRequest(body);
+    const request = parseCreateRequest(body, streamsByDefault(req.headers, opts.streamDefault));
     await checkRequestRate(db, principal, now);
     if (request.projectId !== null) requireFeature(principal, 'projects', 'projects');
     let tools = toolsFor(request.toolSet, principal, toolbox);
@@ -198,6 +210,12 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     if (opts.shutdown.aborted) onShutdown();
     else opts.shutdown.addEventListener('abort', onShutdown, { once: true });
     const stoppedByShutdown = () => client.signal.reason instanceof ShutdownAbort;
+    const stoppedByCancel = () => client.signal.reason instanceof CancelAbort;
+    opts.cancels.register(identity.id, () => client.abort(new CancelAbort('cancelled')));
+    const unregister = () => {
+      opts.shutdown.removeEventListener('abort', onShutdown);
+      opts.cancels.unregister(identity.id);
+    };
 
     const release = () =>
       writer.release(releaseRecord(identity.id, prepared, reservation)).catch((e: unknown) => req.log.error({ err: e }, 'could not release an admission'));
@@ -226,7 +244,7 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     try {
       first = await openCall(callDeps, toolCapable(candidates, firstWithTools), callFor({ messages: [], tokens: 0 }, firstWithTools, true), client.signal);
     } catch (err) {
-      opts.shutdown.removeEventListener('abort', onShutdown);
+      unregister();
       await release();
       throw err;
     }
@@ -250,15 +268,20 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
       }
     };
 
-    /** Marks a response cut by the shutdown as failed with its own code (the engine saw only an abort). */
-    const markShutdown = () => {
-      if (!stoppedByShutdown() || builder.status === 'completed' || builder.status === 'failed') return;
+    /** Gives a response cut by the shutdown or a cancel its own outcome (the engine saw only an abort). */
+    const markStopped = () => {
+      if (builder.status === 'completed' || builder.status === 'failed') return;
+      if (stoppedByCancel()) {
+        builder.incompleteReason = 'cancelled';
+        return;
+      }
+      if (!stoppedByShutdown()) return;
       builder.status = 'failed';
       builder.incompleteReason = null;
       builder.error = { code: 'server_shutting_down', message: SHUTTING_DOWN };
     };
     const store = async (): Promise<Stored> => {
-      markShutdown();
+      markStopped();
       const saving = writer.finish(finishRecord(builder, prepared, principal, request, reservation));
       saving.catch((err: unknown) =>
         req.log.error({ err, response_id: builder.id, usage: builder.usage }, 'could not store the response; its usage is not counted'),
@@ -267,7 +290,7 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     };
 
     if (first.type !== 'started') {
-      opts.shutdown.removeEventListener('abort', onShutdown);
+      unregister();
       if (first.type === 'failed' && first.error === undefined) {
         await release(); // no model could even be tried
       } else {
@@ -280,6 +303,7 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
         logFinished(req, builder);
       }
       if (first.type === 'gone') {
+        if (stoppedByCancel()) throw new ApiError(409, 'invalid_request_error', 'response_cancelled', 'the response was cancelled before the model answered');
         if (!stoppedByShutdown()) return reply.hijack();
         throw new ApiError(503, 'server_error', 'server_shutting_down', 'the server is shutting down; try again', null, { 'retry-after': '1' });
       }
@@ -304,7 +328,7 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     let stored: Promise<Stored> | undefined;
     const storeOnce = () => (stored ??= store());
     const finish = () => {
-      opts.shutdown.removeEventListener('abort', onShutdown);
+      unregister();
       recovery.untrack(builder.id);
       logFinished(req, builder);
     };
@@ -322,7 +346,14 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
             return how === 'stored' ? event : notStored(how, event.sequence_number);
           },
         });
-        if (!written.terminal && stoppedByShutdown()) {
+        if (!written.terminal && stoppedByCancel()) {
+          // A cancelled stream ends as an incomplete response, after it is stored.
+          const how = await storeOnce();
+          const response = builder.snapshot();
+          const event: ResponseEvent =
+            how === 'stored' ? { type: 'response.completed', sequence_number: written.nextSeq, response, final_text: response.output_text } : notStored(how, written.nextSeq);
+          await endWith(reply.raw, event);
+        } else if (!written.terminal && stoppedByShutdown()) {
           // The stream was cut by the shutdown: it still ends with a terminal event, after the response is stored.
           const how = await storeOnce();
           const event = how === 'stored' ? terminalError(written.nextSeq, 'server_error', 'server_shutting_down', SHUTTING_DOWN) : notStored(how, written.nextSeq);
@@ -347,6 +378,10 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
       finish();
     }
     const how = await storeOnce();
+    if (doc === null && stoppedByCancel()) {
+      if (how !== 'stored') throw notStoredError(how);
+      return reply.send(builder.snapshot());
+    }
     if (doc === null) {
       if (!stoppedByShutdown()) return reply.hijack();
       throw new ApiError(503, 'server_error', 'server_shutting_down', SHUTTING_DOWN, null, { 'retry-after': '1' });
@@ -378,8 +413,8 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
         tags: ['responses'],
         summary: 'Retrieve a stored response (its owner only)',
         security,
-        params: z.object({ id: uuidParam }),
-        response: { 200: responseObjectSchema, ...errorResponses(400, 401, 404) },
+        params: z.object({ id: storableString().min(1).max(128) }),
+        response: { 200: responseObjectSchema, ...errorResponses(401, 404) },
       },
     },
     async (req) => (await findOwnedResponse(db, req.params.id, principalOf(req).userId)).body,

@@ -132,14 +132,14 @@ export async function appendItems(tx: Db, batches: ItemBatch[]): Promise<void> {
     b.items.map((it) => {
       const position = next.get(b.conversationId)!;
       next.set(b.conversationId, position + 1);
-      return { conversation_id: b.conversationId, position, role: it.role, type: it.type ?? 'message', content: it.content, tokens: it.tokens, response_id: b.responseId };
+      return { conversation_id: b.conversationId, position, role: it.role, type: it.type ?? 'message', item_id: it.itemId ?? null, origin: it.origin ?? 'input', content: it.content, tokens: it.tokens, response_id: b.responseId };
     }),
   );
   for (const part of chunks(rows)) {
     await tx.execute(sql`
-      insert into conversation_items (conversation_id, position, role, type, content, tokens, response_id)
-      select conversation_id, position, role, type, content, tokens, response_id
-      from ${recordset(part, 'conversation_id uuid, position int, role text, type text, content jsonb, tokens int, response_id uuid')}`);
+      insert into conversation_items (conversation_id, position, role, type, item_id, origin, content, tokens, response_id)
+      select conversation_id, position, role, type, item_id, origin, content, tokens, response_id
+      from ${recordset(part, 'conversation_id uuid, position int, role text, type text, item_id text, origin text, content jsonb, tokens int, response_id uuid')}`);
   }
   const touched = [...new Set(withItems.filter((b) => !b.isNew).map((b) => b.conversationId))];
   if (touched.length > 0) await tx.update(conversations).set({ updatedAt: new Date() }).where(inArray(conversations.id, touched));

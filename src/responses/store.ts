@@ -3,16 +3,18 @@ import type { Principal } from '../auth/key-auth.ts';
 import type { Db } from '../db/client.ts';
 import { responses } from '../db/schema.ts';
 import { notFound } from '../http/api-error.ts';
+import { isUuid } from '../http/ids.ts';
 import type { Reservation } from '../limits/quota.ts';
 import { countTokens } from '../tokens.ts';
 import type { ResponseBuilder } from './builder.ts';
 import type { PreparedContext } from './context.ts';
-import { usageOf, type OutputItem, type ResponseObject } from './object.ts';
+import { functionCallOutputId, usageOf, type OutputItem, type ResponseObject } from './object.ts';
 import type { CreateRequest } from './request.ts';
 import type { FinishRecord, ReleaseRecord, StartRecord, StoredItem } from './records.ts';
 
 /** Looks up a response of the given user; another user's is the same 404 as a missing one. */
 export async function findOwnedResponse(db: Db, id: string, userId: string): Promise<{ conversationId: string; body: ResponseObject }> {
+  if (!isUuid(id)) throw notFound('response_not_found', `response ${id} not found`);
   const [row] = await db
     .select({ conversationId: responses.conversationId, body: responses.body })
     .from(responses)
@@ -23,8 +25,6 @@ export async function findOwnedResponse(db: Db, id: string, userId: string): Pro
   return { conversationId: row.conversationId, body: row.body as ResponseObject };
 }
 
-/** The request's input as conversation items. */
-const inputItems = (input: PreparedContext['input']): StoredItem[] => input.map((m) => ({ role: m.role, content: m.content, tokens: m.tokens }));
 
 /** The row written at admission: the response as `in_progress`, and what recovery needs to finish it. */
 export function startRecord(args: {
@@ -40,9 +40,10 @@ export function startRecord(args: {
 }): StartRecord {
   const { principal, request, prepared } = args;
   const isNew = prepared.existing === null;
-  const first = request.input.find((m) => m.role === 'user')?.content.map((p) => p.text).join(' ');
+  const first = request.input.find((m) => m.type === 'message' && m.role === 'user');
+  const text = first?.type === 'message' ? first.content.map((p) => p.text).join(' ') : undefined;
   // By code points, so an emoji at the cut is not split into a lone surrogate.
-  const title = first === undefined ? null : Array.from(first).slice(0, 100).join('');
+  const title = text === undefined ? null : Array.from(text).slice(0, 100).join('');
   return {
     responseId: args.responseId,
     instanceId: args.instanceId,
@@ -61,7 +62,7 @@ export function startRecord(args: {
     createdAt: args.body.created_at,
     body: args.body,
     pending: {
-      input: inputItems(prepared.input),
+      input: prepared.input,
       promptTokens: prepared.fixedTokens + prepared.historyTokens,
       reservationId: args.reservationId,
       windows: { day: { start: args.windows.day.start }, month: { start: args.windows.month.start } },
@@ -80,13 +81,13 @@ export function storedOutput(output: OutputItem[]): StoredItem[] {
     if (item.type === 'message') {
       const text = item.content.map((p) => p.text).join('');
       if (text === '') continue;
-      items.push({ role: 'assistant', content: item.content.map((p) => ({ type: 'output_text', text: p.text })), tokens: countTokens(text) });
+      items.push({ role: 'assistant', itemId: item.id, origin: 'output', content: item.content.map((p) => ({ type: 'output_text', text: p.text })), tokens: countTokens(text) });
       continue;
     }
     const call = { id: item.id, call_id: item.call_id, name: item.name, arguments: item.arguments };
-    items.push({ role: 'assistant', type: 'function_call', content: call, tokens: countTokens(item.name) + countTokens(item.arguments) });
+    items.push({ role: 'assistant', type: 'function_call', itemId: item.id, origin: 'output', content: call, tokens: countTokens(item.name) + countTokens(item.arguments) });
     if (item.output !== undefined) {
-      items.push({ role: 'tool', type: 'function_call_output', content: { call_id: item.call_id, output: item.output }, tokens: countTokens(item.output) });
+      items.push({ role: 'tool', type: 'function_call_output', itemId: functionCallOutputId(), origin: 'output', content: { call_id: item.call_id, output: item.output }, tokens: countTokens(item.output) });
     }
   }
   return items;
@@ -118,7 +119,7 @@ export function finishRecord(b: ResponseBuilder, prepared: PreparedContext, prin
     firstTokenMs: b.firstTokenAt === null ? null : b.firstTokenAt - b.createdAt,
     durationMs: (b.completedAt ?? Date.now()) - b.createdAt,
     body,
-    items: [...inputItems(prepared.input), ...storedOutput(body.output)],
+    items: [...prepared.input, ...storedOutput(body.output)],
     reservationId: reservation.id,
     windows: reservation.windows,
   };

@@ -5,6 +5,7 @@ import { assertPolicy } from '../limits/policy.ts';
 import { usageRoutes } from '../limits/usage-route.ts';
 import type { KeyAuth } from '../auth/key-auth.ts';
 import { errorResponses } from '../http/schemas.ts';
+import { responseItemRoutes } from '../responses/item-routes.ts';
 import { responseRoutes, type ResponseRouteOptions } from '../responses/route.ts';
 
 const model = z.object({
@@ -19,7 +20,7 @@ const model = z.object({
 const STARTED = Math.floor(Date.now() / 1000);
 
 /** The public API. Every route here requires an API key. */
-export const v1Routes: FastifyPluginAsyncZod<{ keyAuth: KeyAuth } & ResponseRouteOptions> = async (app, opts) => {
+export const v1Routes: FastifyPluginAsyncZod<{ keyAuth: KeyAuth; cancelWaitMs: number } & ResponseRouteOptions> = async (app, opts) => {
   requireApiKey(app, opts.keyAuth);
   // Suspension, API-access policy and trial end refuse every /v1 request.
   app.addHook('onRequest', async (req) => assertPolicy(principalOf(req), opts.now()));
@@ -44,7 +45,8 @@ export const v1Routes: FastifyPluginAsyncZod<{ keyAuth: KeyAuth } & ResponseRout
     }),
   );
 
-  const { db, catalog, providers, health, writer, recovery, toolbox, shutdown, storeWaitMs, now, keepAliveMs } = opts;
-  await app.register(responseRoutes, { db, catalog, providers, health, writer, recovery, toolbox, shutdown, storeWaitMs, now, keepAliveMs });
+  const { db, catalog, providers, health, writer, recovery, toolbox, cancels, shutdown, storeWaitMs, streamDefault, now, keepAliveMs } = opts;
+  await app.register(responseRoutes, { db, catalog, providers, health, writer, recovery, toolbox, cancels, shutdown, storeWaitMs, streamDefault, now, keepAliveMs });
+  await app.register(responseItemRoutes, { db, cancels, cancelWaitMs: opts.cancelWaitMs });
   await app.register(usageRoutes, { db: opts.db, now: opts.now });
 };

@@ -1,0 +1,131 @@
+import { z } from 'zod';
+import { storableString } from '../http/text.ts';
+
+/**
+ * The items of a request's `input` list, in OpenAI's shapes: messages (the
+ * default when `type` is absent), the client's own `function_call` and
+ * `function_call_output` items when it continues after running a function,
+ * and `item_reference`s to items of its earlier responses.
+ */
+
+const MAX_PARTS = 256;
+/** Ids, call ids and names are short everywhere; a megabyte of id is an attack, not a client. */
+const MAX_ID = 128;
+
+export type InputRole = 'user' | 'assistant' | 'system' | 'developer';
+
+export interface InputMessage {
+  type: 'message';
+  role: InputRole;
+  /** The text parts, as stored in the conversation. */
+  content: { type: 'input_text' | 'output_text'; text: string }[];
+}
+
+export interface InputCall {
+  type: 'function_call';
+  callId: string;
+  name: string;
+  arguments: string;
+  /** A server tool's result, when a client sends back one of our own `function_call` items. */
+  output?: string | undefined;
+}
+
+export interface InputCallOutput {
+  type: 'function_call_output';
+  callId: string;
+  output: string;
+}
+
+export interface InputReference {
+  type: 'item_reference';
+  id: string;
+}
+
+export type InputItem = InputMessage | InputCall | InputCallOutput | InputReference;
+/** An input item with its references resolved. */
+export type ResolvedItem = Exclude<InputItem, InputReference>;
+
+const textPart = z.object({ type: z.enum(['input_text', 'output_text']), text: storableString() });
+const filePart = z.object({ type: z.literal('input_file'), file_id: storableString().optional() });
+const part = z.discriminatedUnion('type', [textPart, filePart]);
+const id = storableString().min(1).max(MAX_ID);
+
+const message = z.object({
+  type: z.literal('message').optional(),
+  role: z.enum(['user', 'assistant', 'system', 'developer']).default('user'),
+  content: z.union([storableString(), z.array(part).max(MAX_PARTS)]),
+});
+
+const functionCall = z.object({
+  type: z.literal('function_call'),
+  call_id: id,
+  name: storableString().min(1).max(64),
+  arguments: storableString(),
+  output: storableString().optional(),
+});
+
+const functionCallOutput = z.object({
+  type: z.literal('function_call_output'),
+  call_id: id,
+  output: z.union([storableString(), z.array(textPart).max(MAX_PARTS)]),
+});
+
+const itemReference = z.object({ type: z.literal('item_reference'), id });
+
+/** One issue of an input item, with its path from `input`. */
+export type ItemIssue = z.core.$ZodIssue;
+
+/** A problem the route answers with its own code, not a schema message. */
+export class UnsupportedItem {
+  constructor(
+    readonly param: string,
+    readonly code: string,
+    readonly message: string,
+  ) {}
+}
+
+type Parsed = InputItem | ItemIssue[] | UnsupportedItem;
+
+/** Parses one item of `input`; issues carry the full path (`input[i]…`). */
+export function parseInputItem(raw: unknown, i: number): Parsed {
+  const type = raw !== null && typeof raw === 'object' && !Array.isArray(raw) ? (raw as { type?: unknown }).type : undefined;
+  const issues = (error: z.ZodError) => error.issues.map((issue) => ({ ...issue, path: ['input', i, ...issue.path] }));
+  switch (type ?? 'message') {
+    case 'message': {
+      const parsed = message.safeParse(raw);
+      if (!parsed.success) return issues(parsed.error);
+      const v = parsed.data;
+      const content = typeof v.content === 'string' ? [{ type: 'input_text' as const, text: v.content }] : v.content;
+      const file = content.findIndex((p) => p.type === 'input_file');
+      if (file >= 0) return new UnsupportedItem(`input[${i}].content[${file}]`, 'unsupported_content_type', 'input_file parts are not supported by this server yet');
+      return { type: 'message', role: v.role, content: content as InputMessage['content'] };
+    }
+    case 'function_call': {
+      const parsed = functionCall.safeParse(raw);
+      if (!parsed.success) return issues(parsed.error);
+      const v = parsed.data;
+      return { type: 'function_call', callId: v.call_id, name: v.name, arguments: v.arguments, output: v.output };
+    }
+    case 'function_call_output': {
+      const parsed = functionCallOutput.safeParse(raw);
+      if (!parsed.success) return issues(parsed.error);
+      const v = parsed.data;
+      return { type: 'function_call_output', callId: v.call_id, output: typeof v.output === 'string' ? v.output : v.output.map((p) => p.text).join('\n') };
+    }
+    case 'item_reference': {
+      const parsed = itemReference.safeParse(raw);
+      if (!parsed.success) return issues(parsed.error);
+      return { type: 'item_reference', id: parsed.data.id };
+    }
+    default:
+      return new UnsupportedItem(
+        `input[${i}].type`,
+        'unsupported_input_item',
+        `input[${i}]: item type ${JSON.stringify(type)} is not supported; use message, function_call, function_call_output or item_reference`,
+      );
+  }
+}
+
+/** A request must say something: some message text, or a function's result, call or reference. */
+export const hasSubstance = (items: InputItem[]) =>
+  items.some((it) => it.type !== 'message' || it.content.some((p) => p.text.trim() !== ''));
