@@ -3,6 +3,7 @@ import type { ResponseFunctionToolCall, ResponseStreamEvent } from 'openai/resou
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { gate, offeredTools, resetUpstream, sentMessages, sentTranscript, startClientServer, WEATHER_PARAMETERS } from './helpers/clients.ts';
 import { eventually, type Harness } from './helpers/harness.ts';
+import { wireCallId } from '../src/providers/openai-compatible.ts';
 
 /**
  * The official OpenAI SDK, configured with nothing but our base URL and an
@@ -195,9 +196,10 @@ describe('responses.cancel', () => {
         if (event.type === 'response.created') id = event.response.id;
         if (event.type === 'response.output_text.delta' && cancelled === undefined) cancelled = await client.responses.cancel(id);
       }
-      // OpenAI answers a cancel with the response object, its status `cancelled`.
-      expect(cancelled).toMatchObject({ id, object: 'response', status: 'cancelled' });
+      // The cancel answers with the response object: incomplete, for the reason that it was cancelled (README, "Cancel").
+      expect(cancelled).toMatchObject({ id, object: 'response', status: 'incomplete', incomplete_details: { reason: 'cancelled' } });
       expect(events.some((e) => e.type === 'response.completed' && e.response.status === 'completed')).toBe(false);
+      expect(events.at(-1)).toMatchObject({ type: 'response.completed', response: { status: 'incomplete' } });
       expect(events.filter((e) => e.type === 'response.output_text.delta').map((e) => e.delta)).toEqual(['Partial ']);
 
       const upstreamCall = h.upstream.requests[0]!;
@@ -207,7 +209,7 @@ describe('responses.cancel', () => {
         const got = await client.responses.retrieve(id);
         return got.status === 'in_progress' ? undefined : got;
       });
-      expect(stored).toMatchObject({ id, status: 'cancelled', output_text: 'Partial ' });
+      expect(stored).toMatchObject({ id, status: 'incomplete', incomplete_details: { reason: 'cancelled' }, output_text: 'Partial ' });
     } finally {
       held.open();
     }
@@ -243,9 +245,10 @@ describe('a client function tool', () => {
     expect(sentTranscript(h, 1)[0]).toEqual({ role: 'user', text: 'What is the weather in Brussels?' });
     expect(sent[1]).toMatchObject({
       role: 'assistant',
-      tool_calls: [{ id: call!.call_id, type: 'function', function: { name: 'get_weather', arguments: '{"city":"Brussels"}' } }],
+      // Upstream, each call goes by a short id of its own (the same for the call and its output).
+      tool_calls: [{ id: wireCallId(call!.call_id), type: 'function', function: { name: 'get_weather', arguments: '{"city":"Brussels"}' } }],
     });
-    expect(sent[2]).toEqual({ role: 'tool', tool_call_id: call!.call_id, content: '{"temp":21}' });
+    expect(sent[2]).toEqual({ role: 'tool', tool_call_id: wireCallId(call!.call_id), content: '{"temp":21}' });
 
     // The second response's input is the tool output the client sent.
     const items = await client.responses.inputItems.list(second.id);

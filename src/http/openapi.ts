@@ -32,6 +32,25 @@ function dropUnreferencedSchemas(doc: Document): Document {
 }
 
 /**
+ * POST /v1/responses answers 200 either as one JSON document or as a stream
+ * of server-sent events; route schemas can only describe the first.
+ */
+function addEventStream(doc: Document): Document {
+  const paths = (doc as { paths?: Record<string, Record<string, { responses?: Record<string, { content?: Record<string, unknown> }> }>> }).paths;
+  const ok = paths?.['/v1/responses']?.post?.responses?.['200'];
+  if (ok?.content !== undefined) {
+    ok.content['text/event-stream'] = {
+      schema: {
+        type: 'string',
+        description:
+          'The default (see `stream`). Frames `event: message\ndata: <one-line JSON>\n\n`, each payload with `type` and a gapless `sequence_number`, ending with `response.completed` (carrying the same Response as the JSON answer) or `error`.',
+      },
+    };
+  }
+  return doc;
+}
+
+/**
  * The OpenAPI document is generated from the route schemas, served at
  * /openapi.json and /openapi.yaml, and committed as openapi.yaml
  * (`npm run openapi`; a test fails when the two differ).
@@ -53,7 +72,7 @@ async function openapi(app: FastifyInstance) {
       },
     },
     transform: jsonSchemaTransform,
-    transformObject: (doc) => dropUnreferencedSchemas(jsonSchemaTransformObject(doc)),
+    transformObject: (doc) => addEventStream(dropUnreferencedSchemas(jsonSchemaTransformObject(doc))),
   });
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());

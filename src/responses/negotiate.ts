@@ -4,8 +4,8 @@ import type { IncomingHttpHeaders } from 'node:http';
  * Whether a request that leaves out `stream` is answered as an event stream.
  * The product streams by default; OpenAI's API does not, and clients built
  * for it say so in their own ways: the openai SDK sends
- * `Accept: application/json`, the AI SDK sends no Accept at all but names
- * itself in its user-agent. Those get one JSON document. An explicit
+ * `Accept: application/json`, the AI SDK accepts any type but names itself
+ * in its user-agent (`ai-sdk/…`). Those get one JSON document. An explicit
  * `text/event-stream` always streams; everything else follows the
  * operator's default (EUGPT_STREAM_DEFAULT). See the README, "Streaming".
  */
