@@ -24,6 +24,10 @@ import { secondsUntil, type Window, type WindowKind } from './windows.ts';
  * a prompt more than 25% + 64 tokens above our tokenizer, or reports more
  * output than the max_tokens it was sent.
  *
+ * A response that makes several model calls (a tool loop) reserves each call
+ * before it is made (extendReservation), so the bound holds per call: the
+ * sum runs over every call of every admitted request.
+ *
  * Each reservation is also a row with an expiry, deleted by whoever gives it
  * back (the stored response, a release, recovery of a dead instance's
  * response, or expiry), so it is given back exactly once.
