@@ -13,6 +13,7 @@ import {
   timestamp,
   uniqueIndex,
   uuid,
+  customType,
 } from 'drizzle-orm/pg-core';
 
 /**
@@ -115,6 +116,8 @@ export const conversations = pgTable(
       .notNull()
       .references(() => organizations.id, { onDelete: 'cascade' }),
     title: text('title'),
+    /** Up to 16 string pairs set by the client (OpenAI's conversation metadata). */
+    metadata: jsonb('metadata').notNull().default({}),
     /** Made for a stateless request: not listed to the user, still continuable by id. */
     hidden: boolean('hidden').notNull().default(false),
     createdAt: createdAt(),
@@ -270,3 +273,90 @@ export const instances = pgTable('instances', {
   startedAt: timestamp('started_at', { withTimezone: true }).notNull().defaultNow(),
   heartbeatAt: timestamp('heartbeat_at', { withTimezone: true }).notNull().defaultNow(),
 });
+
+/** Binary content as PostgreSQL stores it. */
+const bytea = customType<{ data: Buffer; driverData: Buffer | Uint8Array }>({
+  dataType: () => 'bytea',
+  fromDriver: (v) => (Buffer.isBuffer(v) ? v : Buffer.from(v)),
+});
+
+/**
+ * Files uploaded through /v1/files: their metadata, where their bytes are
+ * (the blob store), and the text extracted from them. Extraction runs as a
+ * job any instance can claim (`locked_until`), so a crash mid-extraction is
+ * retried elsewhere.
+ */
+export const files = pgTable(
+  'files',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    organizationId: uuid('organization_id')
+      .notNull()
+      .references(() => organizations.id, { onDelete: 'cascade' }),
+    filename: text('filename').notNull(),
+    purpose: text('purpose').notNull(),
+    bytes: bigint('bytes', { mode: 'number' }).notNull(),
+    /** The type found in the bytes, not the one the name or the client claims. */
+    mimeType: text('mime_type'),
+    sha256: text('sha256').notNull(),
+    /** Where the bytes are: the key in the blob store named by `storage`. */
+    storage: text('storage', { enum: ['database', 's3'] }).notNull(),
+    storageKey: text('storage_key').notNull(),
+    /** uploaded → processed, or error (with `status_details`). */
+    status: text('status', { enum: ['uploaded', 'processed', 'error'] }).notNull().default('uploaded'),
+    statusDetails: text('status_details'),
+    /** The document's text, as given to models; null until processed. */
+    text: text('text'),
+    /** Pages of a paged document (PDF, slides), when known. */
+    pages: integer('pages'),
+    /** Extraction job: tries so far, and until when the instance working on it holds it. */
+    attempts: integer('attempts').notNull().default(0),
+    lockedUntil: timestamp('locked_until', { withTimezone: true }),
+    createdAt: createdAt(),
+    processedAt: timestamp('processed_at', { withTimezone: true }),
+    expiresAt: timestamp('expires_at', { withTimezone: true }),
+  },
+  (t) => [
+    index('files_user_idx').on(t.userId, t.createdAt),
+    index('files_organization_idx').on(t.organizationId),
+    index('files_pending_idx').on(t.createdAt).where(sql`${t.status} = 'uploaded'`),
+  ],
+);
+
+/** The database blob store: each blob's bytes in chunks, so no row is ever huge and streaming needs no large buffer. */
+export const blobChunks = pgTable(
+  'blob_chunks',
+  {
+    key: text('key').notNull(),
+    seq: integer('seq').notNull(),
+    data: bytea('data').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.key, t.seq] })],
+);
+
+/**
+ * Every admin action: who (the admin credential, by fingerprint), what, on
+ * which target, when, from where. The application only ever inserts; a
+ * trigger refuses updates and deletes (migrations/0006_*.sql).
+ */
+export const auditEvents = pgTable(
+  'audit_events',
+  {
+    id: bigint('id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
+    at: timestamp('at', { withTimezone: true }).notNull().defaultNow(),
+    /** e.g. `admin:3f2a9c1e` (a fingerprint of the admin token), never the token. */
+    actor: text('actor').notNull(),
+    /** e.g. `organization.create`, `api_key.revoke`. */
+    action: text('action').notNull(),
+    targetType: text('target_type'),
+    targetId: text('target_id'),
+    ip: text('ip'),
+    requestId: text('request_id'),
+    /** What changed, by field name; never a secret or a key. */
+    details: jsonb('details').notNull().default({}),
+  },
+  (t) => [index('audit_events_at_idx').on(t.at), index('audit_events_target_idx').on(t.targetType, t.targetId)],
+);
