@@ -85,3 +85,17 @@ describe('SSE framing on the wire', () => {
     expect(unauth.headers['content-type']).toMatch(/^application\/json/);
   });
 });
+
+describe('upstream connections', () => {
+  it('are kept for the next call after a long answer', async () => {
+    h.upstream.requests.length = 0;
+    const long = { chunks: Array.from({ length: 40 }, (_, i) => `chunk ${i} `.padEnd(200, '.')) };
+    h.upstream.queue.push(long, long);
+    expect((await post('/v1/responses', { input: 'Long please', stream: false })).status).toBe(200);
+    // Once the upstream has ended the first body, its connection is free for the next call.
+    await h.upstream.requests[0]!.closed;
+    expect((await post('/v1/responses', { input: 'Long please', stream: false })).status).toBe(200);
+    const [first, second] = h.upstream.requests;
+    expect(second!.remotePort).toBe(first!.remotePort);
+  });
+});

@@ -132,6 +132,24 @@ async function readExcerpt(body: Dispatcher.ResponseData['body']): Promise<strin
   return text.slice(0, ERROR_BODY_LOG_BYTES).replace(/\s+/g, ' ');
 }
 
+/** What may follow `[DONE]` before the body ends; an upstream that keeps sending loses the connection. */
+const AFTER_DONE_BYTES = 4096;
+
+/**
+ * Reads what is left of a body after its last event, so the connection goes
+ * back to the pool. (undici's dump() counts the bytes already read against its
+ * limit, so it closed the connection of every answer longer than the limit.)
+ */
+function drainRest(body: Dispatcher.ResponseData['body']): void {
+  let rest = 0;
+  body.on('error', () => undefined);
+  body.on('data', (chunk: Buffer) => {
+    rest += chunk.length;
+    if (rest > AFTER_DONE_BYTES) body.destroy();
+  });
+  body.resume();
+}
+
 /** The `[DONE]` sentinel some upstreams send as their last event. */
 export const DONE = Symbol('done');
 
@@ -166,7 +184,7 @@ export async function* jsonEvents(call: UpstreamCall): AsyncGenerator<{ event: s
     if (!call.body.destroyed) {
       // After [DONE] only the end of the body is left: reading it keeps the connection for the next call, where
       // destroying it would abort the request. Leaving early otherwise must stop the upstream generating at once.
-      if (finished) call.body.dump({ limit: 4096 }).catch(() => undefined);
+      if (finished) drainRest(call.body);
       else call.body.destroy();
     }
   }

@@ -21,6 +21,7 @@ export interface Script {
   dropAfter?: number;
   /** Accept the request and never answer. */
   hang?: boolean;
+
   /**
    * Tool calls the answer makes after its text. Without them, a last user
    * message holding `[[call:NAME:{json}]]` words calls those tools (so a
@@ -51,6 +52,8 @@ export interface SeenRequest {
   closed: Promise<void>;
   /** True once the response was ended by the fake itself. */
   finished: boolean;
+  /** The client port of the connection: the same port twice means the connection was kept and reused. */
+  remotePort: number | undefined;
 }
 
 export interface FakeUpstream {
@@ -113,6 +116,7 @@ export async function startFakeServer(path: string, play: Player, fallback: Scri
         headers: req.headers,
         closed: new Promise((resolve) => res.on('close', () => resolve())),
         finished: false,
+        remotePort: req.socket.remotePort,
       };
       requests.push(seen);
       if (req.url !== path || req.method !== 'POST') {
