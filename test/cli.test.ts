@@ -71,6 +71,8 @@ describe('eugpt CLI', () => {
     expect(revoke.code).toBe(0);
     const after = await fetch(`${url}/v1/models`, { headers: { authorization: `Bearer ${String(key.key)}` } });
     expect(after.status).toBe(401);
+    const audit = await json(['audit', 'list', '--target-id', String(key.id), '--limit', '10']);
+    expect((audit.data as { action: string }[]).map((e) => e.action)).toEqual(['api_key.revoke', 'api_key.create']);
 
     const human = await eugpt(['key', 'create', '--user', String(user.id), '--label', 'people']);
     expect(human.stdout).toMatch(/key +eugpt_/);

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { KeyAuth } from '../auth/key-auth.ts';
 import type { Db } from '../db/client.ts';
+import { auditAdminScope, auditRoutes, createAuditRecorder } from './audit.ts';
 import { requireAdminToken } from './guard.ts';
 import { keyRoutes } from './key-routes.ts';
 import { organizationRoutes } from './organization-routes.ts';
@@ -16,9 +17,13 @@ export interface AdminOptions {
 
 /** `/admin/v1`: tenancy and key management for operators and the `eugpt` CLI. */
 export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, opts) => {
-  requireAdminToken(app, opts.adminToken);
+  const audit = createAuditRecorder({ db: opts.db, adminToken: opts.adminToken, now: opts.now, prefix: app.prefix });
+  requireAdminToken(app, opts.adminToken, (req, reason) => audit.recordAuthFailure(req, reason));
+  // Before any route: the scope checks each mutating route has an audit action as it is declared.
+  auditAdminScope(app, audit);
   await app.register(organizationRoutes, { db: opts.db, keyAuth: opts.keyAuth, now: opts.now });
   await app.register(planRoutes, { db: opts.db });
   await app.register(keyRoutes, { db: opts.db, keyAuth: opts.keyAuth });
   await app.register(projectRoutes, { db: opts.db });
+  await app.register(auditRoutes, { db: opts.db });
 };

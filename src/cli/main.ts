@@ -256,6 +256,32 @@ project
     }),
   );
 
+/** A page size on the command line: 1 to 1000, as the API takes. */
+function pageSize(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1 || n > 1000) throw new InvalidArgumentError('must be a whole number from 1 to 1000');
+  return n;
+}
+
+const audit = program.command('audit').description('the audit log of admin actions');
+audit
+  .command('list')
+  .description('admin actions, newest first')
+  .option('--action <action>', 'only this action, e.g. api_key.revoke or admin.auth_failed')
+  .option('--target-type <type>', 'only this kind of target: organization, user, api_key, plan, project')
+  .option('--target-id <id>', 'only this target')
+  .option('--limit <n>', 'how many events (default 100, at most 1000)', pageSize)
+  .action(
+    admin(async (api, opts: { action?: string; targetType?: string; targetId?: string; limit?: number }) => {
+      const q = new URLSearchParams({ limit: String(opts.limit ?? 100) });
+      if (opts.action !== undefined) q.set('action', opts.action);
+      if (opts.targetType !== undefined) q.set('target_type', opts.targetType);
+      if (opts.targetId !== undefined) q.set('target_id', opts.targetId);
+      const l = await api.request<List>('GET', `/audit?${q.toString()}`);
+      return { data: l, human: table(l.data, ['id', 'at', 'actor', 'action', 'target_type', 'target_id', 'ip']) };
+    }),
+  );
+
 try {
   await program.parseAsync();
 } catch (err) {
