@@ -351,6 +351,7 @@ describe('reservations left behind', () => {
         features: featuresOf({}),
         limits: { orgDay: 10_000, orgMonth: null, userDay: null, userMonth: null },
         requestsPerMinute: null,
+        residency: null,
       },
     };
     const windows = windowsAt(clock);

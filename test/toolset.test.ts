@@ -22,6 +22,7 @@ const principal = (off: Feature[] = []): Principal => ({
     features: Object.fromEntries(FEATURES.map((f) => [f, !off.includes(f)])) as Record<Feature, boolean>,
     limits: { userDay: null, userMonth: null, orgDay: null, orgMonth: null },
     requestsPerMinute: null,
+    residency: null,
   },
 });
 

@@ -10,6 +10,8 @@ import { usageReport, usageWindow } from '../limits/usage.ts';
 import { windowsAt } from '../limits/windows.ts';
 import { createOrganization, createUser, getOrganization, getUser, listOrganizations, listUsers, updateOrganization } from '../tenancy/organizations.ts';
 import { planName } from '../tenancy/plans.ts';
+import { badRequest } from '../http/api-error.ts';
+import { residencyPolicyOf } from '../router/residency.ts';
 import { organizationView, showOrganization, showUser, userView } from './views.ts';
 
 const security = [{ adminToken: [] }];
@@ -49,13 +51,21 @@ export const organizationRoutes: FastifyPluginAsyncZod<{ db: Db; keyAuth: KeyAut
           daily_token_limit: tokenLimit.optional().describe("null: back to the plan's"),
           monthly_token_limit: tokenLimit.optional().describe("null: back to the plan's"),
           trial_ends_at: z.iso.datetime({ offset: true }).nullable().optional(),
+          residency: z
+            .union([z.literal('eu'), z.array(z.string().max(8)).min(1).max(64)])
+            .nullable()
+            .optional()
+            .describe('"eu", a list of country codes (["DE","FR"]), or null for models anywhere'),
         }),
         response: { 200: organizationView, ...errorResponses(400, 401, 404) },
       },
     },
     async (req) => {
       const b = req.body;
+      const residency = b.residency === undefined ? undefined : residencyPolicyOf(b.residency);
+      if (residency instanceof Error) throw badRequest('invalid_residency', `residency: ${residency.message}`, 'residency');
       const row = await updateOrganization(db, req.params.id, {
+        residency,
         name: b.name,
         plan: b.plan,
         status: b.status,

@@ -19,6 +19,7 @@ export const organizationView = z
     daily_token_limit: z.number().int().nullable().describe("Overrides the plan's; null: the plan's"),
     monthly_token_limit: z.number().int().nullable().describe("Overrides the plan's; null: the plan's"),
     trial_ends_at: timestamp.nullable(),
+    residency: z.string().nullable().describe('Where requests may be answered: eu, or country codes joined by commas; null: anywhere'),
     created_at: timestamp,
   })
   .meta({ id: 'Organization' });
@@ -97,6 +98,7 @@ export const showOrganization = (o: Organization): z.infer<typeof organizationVi
   daily_token_limit: o.dailyTokenLimit,
   monthly_token_limit: o.monthlyTokenLimit,
   trial_ends_at: iso(o.trialEndsAt),
+  residency: o.residency,
   created_at: o.createdAt.toISOString(),
 });
 

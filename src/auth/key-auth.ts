@@ -22,6 +22,8 @@ export interface Policy {
   features: Record<Feature, boolean>;
   limits: Limits;
   requestsPerMinute: number | null;
+  /** Where the organisation's requests may be answered (router/residency.ts); null: anywhere. */
+  residency: string | null;
 }
 
 /** Who is calling, as the `/v1` routes see it. */
@@ -108,6 +110,7 @@ export function createKeyAuth(opts: KeyAuthOptions): KeyAuth {
           userMonth: plan?.userMonthlyTokens ?? null,
         },
         requestsPerMinute: plan?.requestsPerMinute ?? null,
+        residency: org.residency,
       },
     };
     return { principal, revoked: row.revokedAt !== null };

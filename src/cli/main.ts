@@ -107,13 +107,28 @@ org
 org
   .command('set-policy')
   .argument('<org-id>', 'organisation id')
-  .requiredOption('--api-access <on|off>', 'allow API access', onOff)
+  .option('--api-access <on|off>', 'allow API access', onOff)
+  .option('--residency <eu|codes|any>', 'where requests may be answered: eu, country codes such as DE,FR, or any')
   .action(
-    admin(async (api, id: string, opts: { apiAccess: boolean }) => {
-      const o = await patchOrg(api, id, { api_access: opts.apiAccess });
-      return { data: o, human: `API access ${opts.apiAccess ? 'on' : 'off'} for ${String(o.name)} (${id})` };
+    admin(async (api, id: string, opts: { apiAccess?: boolean; residency?: string }) => {
+      if (opts.apiAccess === undefined && opts.residency === undefined) throw new Error('give --api-access, --residency or both');
+      const residency = opts.residency === undefined ? undefined : residencyArgument(opts.residency);
+      const o = await patchOrg(api, id, { api_access: opts.apiAccess, residency });
+      const said = [
+        ...(opts.apiAccess === undefined ? [] : [`API access ${opts.apiAccess ? 'on' : 'off'}`]),
+        ...(residency === undefined ? [] : [`residency ${residency === null ? 'any' : String(o.residency)}`]),
+      ];
+      return { data: o, human: `${said.join(', ')} for ${String(o.name)} (${id})` };
     }),
   );
+/** `eu`, `any` (no policy) or country codes separated by commas, as the admin API takes them. */
+function residencyArgument(value: string): 'eu' | string[] | null {
+  const v = value.trim().toLowerCase();
+  if (v === 'any' || v === 'none') return null;
+  if (v === 'eu') return 'eu';
+  return value.split(',').map((c) => c.trim()).filter(Boolean);
+}
+
 for (const [name, status] of [
   ['suspend', 'suspended'],
   ['resume', 'active'],

@@ -35,6 +35,8 @@ export const organizations = pgTable(
     dailyTokenLimit: bigint('daily_token_limit', { mode: 'number' }),
     monthlyTokenLimit: bigint('monthly_token_limit', { mode: 'number' }),
     trialEndsAt: timestamp('trial_ends_at', { withTimezone: true }),
+    /** Data residency: `eu`, or country codes joined by commas; null: models anywhere (router/residency.ts). */
+    residency: text('residency'),
     createdAt: createdAt(),
   },
   (t) => [check('organizations_status_check', sql`${t.status} in ('active', 'suspended')`)],

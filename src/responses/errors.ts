@@ -4,6 +4,8 @@ import { UpstreamError } from '../providers/types.ts';
 import type { ResponseBuilder } from './builder.ts';
 import type { PreparedContext } from './context.ts';
 import type { Capability, Catalog } from '../router/catalog.ts';
+import type { RequestFeatures } from '../router/classify.ts';
+import { residencyAllows } from '../router/residency.ts';
 
 /**
  * What a client sees of an upstream failure before the stream started: the
@@ -40,8 +42,18 @@ export const noModel = () =>
  * or its prompt fits none. (Unhealthy models never refuse a request: the
  * router fails open.)
  */
-export function unroutable(catalog: Catalog, needs: readonly Capability[], prepared: PreparedContext): ApiError {
-  const enabled = catalog.models.filter((m) => m.enabled);
+export function unroutable(catalog: Catalog, features: RequestFeatures, residency: string | null, prepared: PreparedContext): ApiError {
+  const needs: readonly Capability[] = features.needs;
+  const allowed = catalog.models.filter((m) => m.enabled && residencyAllows(m, features.allowedCountries ?? null));
+  if (allowed.length === 0) {
+    return new ApiError(
+      503,
+      'server_error',
+      'residency_unavailable',
+      `no model on this server runs where your organisation's data residency policy (${residency ?? 'none'}) allows`,
+    );
+  }
+  const enabled = allowed;
   const missing = needs.find((n) => !enabled.some((m) => m.capabilities.includes(n)));
   if (missing !== undefined) {
     const what = missing === 'tools' ? 'call tools' : missing === 'json' ? 'answer in a JSON format' : 'read images';

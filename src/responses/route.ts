@@ -14,6 +14,7 @@ import { hasEnabledModel, type Catalog, type ModelConfig } from '../router/catal
 import type { RequestFeatures } from '../router/classify.ts';
 import type { HealthTable } from '../router/health.ts';
 import { pick, type Decision } from '../router/pick.ts';
+import { allowedCountries } from '../router/residency.ts';
 import { requireFeature } from '../limits/policy.ts';
 import { estimateTokens, extendReservation, limitedWindows, rateHeaders, snapshotHeaders } from '../limits/quota.ts';
 import { checkRequestRate } from '../limits/rate.ts';
@@ -78,7 +79,7 @@ class CancelAbort extends Error {
 }
 
 /** The router's view of a request: cheap signals only. */
-function featuresOf(request: CreateRequest, prepared: PreparedContext, tools: ResponseTools): RequestFeatures {
+function featuresOf(request: CreateRequest, prepared: PreparedContext, tools: ResponseTools, allowedCountries: ReadonlySet<string> | null): RequestFeatures {
   return {
     promptTokens: prepared.fixedTokens + prepared.historyTokens,
     requiredTokens: prepared.fixedTokens,
@@ -88,6 +89,7 @@ function featuresOf(request: CreateRequest, prepared: PreparedContext, tools: Re
     // Tools the client asked for need a model that can call them; the default catalogue goes only to models that can.
     needs: [...(request.responseFormat === undefined ? [] : (['json'] as const)), ...(request.toolSet.asked && hasTools(tools) ? (['tools'] as const) : [])],
     maxOutputTokens: request.maxOutputTokens,
+    allowedCountries,
   };
 }
 
@@ -155,9 +157,10 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     let tools = toolsFor(request.toolSet, principal, toolbox);
     if (!hasEnabledModel(catalog)) throw noModel();
     const prepared = await prepareContext(db, principal, request);
-    const features = featuresOf(request, prepared, tools);
+    const residency = principal.policy.residency;
+    const features = featuresOf(request, prepared, tools, allowedCountries(residency));
     const decision = pick(features, catalog, health);
-    if (decision.model === null) throw unroutable(catalog, features.needs, prepared);
+    if (decision.model === null) throw unroutable(catalog, features, residency, prepared);
     // The default catalogue is offered only where the chosen model can call tools.
     if (!request.toolSet.asked && !decision.model.capabilities.includes('tools')) tools = noTools(tools);
     req.log.info({ model: decision.model.id, category: decision.category, reason: decision.reason }, 'routed');
@@ -346,6 +349,7 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     };
 
     reply.header('x-eugpt-model', first.call.model.id);
+    if (first.call.model.country !== undefined) reply.header('x-eugpt-model-country', first.call.model.country);
     reply.header('x-eugpt-route-category', decision.category);
     if (request.stream) {
       reply.hijack();

@@ -55,6 +55,11 @@ export const modelSchema = z.strictObject({
   price: z.strictObject({ input: z.number().min(0), output: z.number().min(0) }).default({ input: 0, output: 0 }),
   capabilities: z.array(z.enum(CAPABILITIES)).default([]),
   enabled: z.boolean().default(true),
+  /** Where the model runs, as an ISO 3166-1 alpha-2 code (DE, FR…): organisations with a residency policy only use models it allows. */
+  country: z
+    .string()
+    .regex(/^[A-Z]{2}$/, { error: 'must be a two-letter country code in capitals, such as DE' })
+    .optional(),
   /** Preference among otherwise equal models (higher wins). */
   weight: z.number().min(0).max(1000).default(1),
 });

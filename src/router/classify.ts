@@ -31,6 +31,8 @@ export interface RequestFeatures {
   needs: Capability[];
   /** The output the request asked for at most, if it did. */
   maxOutputTokens: number | null;
+  /** The countries the organisation's residency policy allows models to run in; absent or null: any. */
+  allowedCountries?: ReadonlySet<string> | null | undefined;
 }
 
 export interface Classification {

@@ -1,6 +1,7 @@
 import type { Catalog, ModelConfig } from './catalog.ts';
 import { classify, type Category, type RequestFeatures } from './classify.ts';
 import type { HealthView } from './health.ts';
+import { residencyAllows } from './residency.ts';
 
 export interface Decision {
   model: ModelConfig;
@@ -51,7 +52,7 @@ export function fits(model: ModelConfig, f: RequestFeatures): boolean {
 
 /**
  * Chooses the model for a request: among enabled models that have the needed
- * capabilities and whose window fits, and that are healthy, those of the
+ * capabilities, whose window fits and whose country the residency policy allows, and that are healthy, those of the
  * category (or the nearest stronger one), the lowest expected cost first;
  * ties go to the lower observed latency, then the higher weight, then the id.
  * The other candidates, in the same order, are the fallbacks.
@@ -63,7 +64,9 @@ export function fits(model: ModelConfig, f: RequestFeatures): boolean {
  */
 export function pick(f: RequestFeatures, catalog: Catalog, health: HealthView): PickResult {
   const { category, reason } = classify(f, catalog.router);
-  const capable = catalog.models.filter((m) => m.enabled && f.needs.every((n) => m.capabilities.includes(n)) && fits(m, f));
+  const capable = catalog.models.filter(
+    (m) => m.enabled && f.needs.every((n) => m.capabilities.includes(n)) && fits(m, f) && residencyAllows(m, f.allowedCountries ?? null),
+  );
   if (capable.length === 0) return { model: null, category, reason, why: 'nothing_fits' };
   const healthy = capable.filter((m) => health.available(m.id) && !health.saturated(m.provider));
   const failOpen = healthy.length === 0;

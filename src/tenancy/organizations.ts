@@ -38,6 +38,7 @@ export interface OrganizationChanges {
   dailyTokenLimit?: number | null | undefined;
   monthlyTokenLimit?: number | null | undefined;
   trialEndsAt?: Date | null | undefined;
+  residency?: string | null | undefined;
 }
 
 /** Changes an organisation's name, plan, status, policy, limits or trial end; unnamed fields stay. */

@@ -14,6 +14,7 @@ const model = z.object({
   created: z.number().int().describe('Unix seconds'),
   owned_by: z.string(),
   capabilities: z.array(z.string()).describe('What requests the model can take: tools, vision, json'),
+  country: z.string().nullable().describe('Where the model runs (ISO 3166-1 alpha-2), if the operator said'),
 });
 
 /** Unix seconds at start: `auto` has no creation date of its own. */
@@ -26,7 +27,7 @@ export const v1Routes: FastifyPluginAsyncZod<{ keyAuth: KeyAuth; cancelWaitMs: n
   app.addHook('onRequest', async (req) => assertPolicy(principalOf(req), opts.now()));
   const catalogModels = opts.catalog.models
     .filter((m) => m.enabled)
-    .map((m) => ({ id: m.id, object: 'model' as const, created: STARTED, owned_by: m.provider, capabilities: m.capabilities }));
+    .map((m) => ({ id: m.id, object: 'model' as const, created: STARTED, owned_by: m.provider, capabilities: m.capabilities, country: m.country ?? null }));
   const anyCapability = [...new Set(catalogModels.flatMap((m) => m.capabilities))].sort();
 
   app.get(
@@ -41,7 +42,7 @@ export const v1Routes: FastifyPluginAsyncZod<{ keyAuth: KeyAuth; cancelWaitMs: n
     },
     async () => ({
       object: 'list' as const,
-      data: [{ id: 'auto', object: 'model' as const, created: STARTED, owned_by: 'eugpt', capabilities: anyCapability }, ...catalogModels],
+      data: [{ id: 'auto', object: 'model' as const, created: STARTED, owned_by: 'eugpt', capabilities: anyCapability, country: null }, ...catalogModels],
     }),
   );
 
