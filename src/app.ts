@@ -22,6 +22,7 @@ import { ResponseWriter } from './responses/writer.ts';
 import { v1Routes } from './v1/routes.ts';
 import { createToolbox, type ToolboxOptions } from './tools/registry.ts';
 import { Cancels } from './responses/cancels.ts';
+import { purgeExpired } from './data/retention.ts';
 
 export interface AppDeps {
   config: Config;
@@ -146,8 +147,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       .catch((err: unknown) => app.log.warn({ err }, 'could not release expired reservations'));
   }, 60_000);
   prune.unref();
+  const retention = setInterval(() => {
+    purgeExpired(database.db)
+      .then((n) => (n.responses > 0 || n.conversations > 0) && app.log.info(n, 'deleted content past its retention'))
+      .catch((err: unknown) => app.log.warn({ error: (err as Error).message }, 'retention run failed'));
+  }, config.retentionIntervalMs);
+  retention.unref();
   app.addHook('onClose', async () => {
     clearInterval(prune);
+    clearInterval(retention);
     clearTimeout(shutdownTimer);
     await writer.close(config.storeWaitMs);
     // A clean exit leaves nothing in progress: this instance's row can go. Otherwise recovery elsewhere finishes its responses.

@@ -72,6 +72,7 @@ const envSchema = z.object({
   EUGPT_SHUTDOWN_GRACE_MS: intFromEnv(0, 600_000).default(10_000),
   EUGPT_STORE_WAIT_MS: intFromEnv(100, 600_000).default(10_000),
   EUGPT_STREAM_DEFAULT: boolFromEnv.default(true),
+  EUGPT_RETENTION_INTERVAL_MS: intFromEnv(1_000, 86_400_000).default(600_000),
   EUGPT_HEARTBEAT_MS: intFromEnv(100, 600_000).default(5_000),
   EUGPT_INSTANCE_STALE_MS: intFromEnv(500, 3_600_000).default(30_000),
   EUGPT_CHECKPOINT_MS: intFromEnv(100, 600_000).default(2_000),
@@ -108,6 +109,8 @@ export interface Config {
   storeWaitMs: number;
   /** Whether a request without `stream` (and without an Accept or client that says otherwise) is streamed. */
   streamDefault: boolean;
+  /** How often this instance deletes content past its organisation's retention. */
+  retentionIntervalMs: number;
   /** Crash recovery: heartbeat period, when a silent instance counts as dead, how often output is checkpointed. */
   recovery: { heartbeatMs: number; staleMs: number; checkpointMs: number };
   /** How long a key look-up is trusted before the database is asked again; bounds revocation delay. */
@@ -215,6 +218,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     shutdownGraceMs: e.EUGPT_SHUTDOWN_GRACE_MS,
     storeWaitMs: e.EUGPT_STORE_WAIT_MS,
     streamDefault: e.EUGPT_STREAM_DEFAULT,
+    retentionIntervalMs: e.EUGPT_RETENTION_INTERVAL_MS,
     recovery: { heartbeatMs: e.EUGPT_HEARTBEAT_MS, staleMs: e.EUGPT_INSTANCE_STALE_MS, checkpointMs: e.EUGPT_CHECKPOINT_MS },
     keyCacheTtlMs: e.EUGPT_KEY_CACHE_TTL_MS,
     lastUsedFlushMs: e.EUGPT_LAST_USED_FLUSH_MS,

@@ -99,6 +99,10 @@ describe('audited admin actions', () => {
     const project = await step('POST', '/projects', { organization_id: org.id, name: 'Audit trail' }, 'project.create', 'project');
     await step('POST', `/projects/${project.id}/members`, { user_id: user.id }, 'project.member.add', 'project', project.id);
     await step('DELETE', `/projects/${project.id}/members/${user.id}`, undefined, 'project.member.remove', 'project', project.id);
+    await step('POST', `/users/${user.id}/export`, undefined, 'user.export', 'user', user.id);
+    await step('POST', `/organizations/${org.id}/export`, undefined, 'organization.export', 'organization', org.id);
+    await step('POST', `/users/${user.id}/erase`, { confirm: true }, 'user.erase', 'user', user.id);
+    await step('POST', `/organizations/${org.id}/erase`, { confirm: true }, 'organization.erase', 'organization', org.id);
 
     // Every route of the map is exercised here.
     expect(new Set(seen.map((s) => s.action))).toEqual(new Set(Object.values(AUDITED_ROUTES).map((r) => r.action)));

@@ -41,6 +41,10 @@ export const AUDITED_ROUTES: Readonly<Record<string, ActionSpec>> = {
   'POST /projects': created('project.create', 'project'),
   'POST /projects/:id/members': byParam('project.member.add', 'project'),
   'DELETE /projects/:id/members/:user_id': byParam('project.member.remove', 'project'),
+  'POST /users/:id/export': byParam('user.export', 'user'),
+  'POST /users/:id/erase': byParam('user.erase', 'user'),
+  'POST /organizations/:id/export': byParam('organization.export', 'organization'),
+  'POST /organizations/:id/erase': byParam('organization.erase', 'organization'),
 };
 
 /**
@@ -65,6 +69,9 @@ const KEPT_VALUES = new Set([
   'user_monthly_tokens',
   'requests_per_minute',
   'trial_days',
+  'retention_days',
+  'residency',
+  'confirm',
 ]);
 
 const isScalar = (v: unknown): v is string | number | boolean | null =>

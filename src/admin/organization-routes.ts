@@ -56,6 +56,7 @@ export const organizationRoutes: FastifyPluginAsyncZod<{ db: Db; keyAuth: KeyAut
             .nullable()
             .optional()
             .describe('"eu", a list of country codes (["DE","FR"]), or null for models anywhere'),
+          retention_days: z.number().int().min(1).max(36_500).nullable().optional().describe("Days content is kept; null: the plan's"),
         }),
         response: { 200: organizationView, ...errorResponses(400, 401, 404) },
       },
@@ -66,6 +67,7 @@ export const organizationRoutes: FastifyPluginAsyncZod<{ db: Db; keyAuth: KeyAut
       if (residency instanceof Error) throw badRequest('invalid_residency', `residency: ${residency.message}`, 'residency');
       const row = await updateOrganization(db, req.params.id, {
         residency,
+        retentionDays: b.retention_days,
         name: b.name,
         plan: b.plan,
         status: b.status,

@@ -2,6 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { KeyAuth } from '../auth/key-auth.ts';
 import type { Db } from '../db/client.ts';
 import { auditAdminScope, auditRoutes, createAuditRecorder } from './audit.ts';
+import { dataRoutes } from './data-routes.ts';
 import { requireAdminToken } from './guard.ts';
 import { keyRoutes } from './key-routes.ts';
 import { organizationRoutes } from './organization-routes.ts';
@@ -25,5 +26,6 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, opts) =
   await app.register(planRoutes, { db: opts.db });
   await app.register(keyRoutes, { db: opts.db, keyAuth: opts.keyAuth });
   await app.register(projectRoutes, { db: opts.db });
+  await app.register(dataRoutes, { db: opts.db, keyAuth: opts.keyAuth, now: opts.now });
   await app.register(auditRoutes, { db: opts.db });
 };

@@ -20,6 +20,7 @@ export const organizationView = z
     monthly_token_limit: z.number().int().nullable().describe("Overrides the plan's; null: the plan's"),
     trial_ends_at: timestamp.nullable(),
     residency: z.string().nullable().describe('Where requests may be answered: eu, or country codes joined by commas; null: anywhere'),
+    retention_days: z.number().int().nullable().describe("Days content is kept; null: the plan's"),
     created_at: timestamp,
   })
   .meta({ id: 'Organization' });
@@ -34,6 +35,7 @@ export const planView = z
     user_monthly_tokens: z.number().int().nullable(),
     requests_per_minute: z.number().int().nullable(),
     trial_days: z.number().int().nullable(),
+    retention_days: z.number().int().nullable().describe('Days content is kept; null: until deleted'),
     features: z.record(z.string(), z.boolean()),
     updated_at: timestamp,
   })
@@ -99,6 +101,7 @@ export const showOrganization = (o: Organization): z.infer<typeof organizationVi
   monthly_token_limit: o.monthlyTokenLimit,
   trial_ends_at: iso(o.trialEndsAt),
   residency: o.residency,
+  retention_days: o.retentionDays,
   created_at: o.createdAt.toISOString(),
 });
 
@@ -111,6 +114,7 @@ export const showPlan = (p: Plan): z.infer<typeof planView> => ({
   user_monthly_tokens: p.userMonthlyTokens,
   requests_per_minute: p.requestsPerMinute,
   trial_days: p.trialDays,
+  retention_days: p.retentionDays,
   features: featuresOf(p.features),
   updated_at: p.updatedAt.toISOString(),
 });

@@ -145,6 +145,39 @@ for (const [name, status] of [
     );
 }
 org
+  .command('set-retention')
+  .argument('<org-id>', 'organisation id')
+  .requiredOption('--days <n|plan>', "days conversations, responses and files are kept (plan: the plan's)")
+  .action(
+    admin(async (api, id: string, opts: { days: string }) => {
+      const days = opts.days === 'plan' ? null : Number(opts.days);
+      if (days !== null && (!Number.isInteger(days) || days < 1)) throw new Error('--days takes a whole number of days, or plan');
+      const o = await patchOrg(api, id, { retention_days: days });
+      return { data: o, human: `${String(o.name)} (${id}) keeps content ${days === null ? "as long as its plan says" : `for ${days} days`}` };
+    }),
+  );
+org
+  .command('export')
+  .argument('<org-id>', 'organisation id')
+  .description('everything stored about the organisation, as JSON (redirect it to a file)')
+  .action(
+    admin(async (api, id: string) => {
+      const e = await api.request('POST', `/organizations/${encodeURIComponent(id)}/export`);
+      return { data: e, human: JSON.stringify(e, null, 2) };
+    }),
+  );
+org
+  .command('erase')
+  .argument('<org-id>', 'organisation id')
+  .option('--confirm', 'erasure cannot be undone: say so')
+  .description('erase the organisation, its users and all their data (anonymous usage totals stay)')
+  .action(
+    admin(async (api, id: string, opts: { confirm?: boolean }) => {
+      const e = await api.request('POST', `/organizations/${encodeURIComponent(id)}/erase`, { confirm: opts.confirm === true });
+      return { data: e, human: `erased organisation ${id}: ${String(e.users)} users, ${String(e.conversations)} conversations, ${String(e.responses)} responses` };
+    }),
+  );
+org
   .command('usage')
   .argument('<org-id>', 'organisation id')
   .action(
@@ -186,6 +219,28 @@ user
       const q = opts.org === undefined ? '' : `&organization_id=${encodeURIComponent(opts.org)}`;
       const l = await api.request<List>('GET', `/users?limit=1000${q}`);
       return { data: l, human: table(l.data, ['id', 'email', 'role', 'organization_id', 'created_at']) };
+    }),
+  );
+
+user
+  .command('export')
+  .argument('<user-id>', 'user id')
+  .description('everything stored about the user, as JSON (redirect it to a file)')
+  .action(
+    admin(async (api, id: string) => {
+      const e = await api.request('POST', `/users/${encodeURIComponent(id)}/export`);
+      return { data: e, human: JSON.stringify(e, null, 2) };
+    }),
+  );
+user
+  .command('erase')
+  .argument('<user-id>', 'user id')
+  .option('--confirm', 'erasure cannot be undone: say so')
+  .description("erase the user's conversations, responses, files, keys and account (anonymous usage totals stay)")
+  .action(
+    admin(async (api, id: string, opts: { confirm?: boolean }) => {
+      const e = await api.request('POST', `/users/${encodeURIComponent(id)}/erase`, { confirm: opts.confirm === true });
+      return { data: e, human: `erased user ${id}: ${String(e.conversations)} conversations, ${String(e.responses)} responses, ${String(e.files)} files, ${String(e.api_keys)} keys` };
     }),
   );
 

@@ -37,6 +37,8 @@ export const organizations = pgTable(
     trialEndsAt: timestamp('trial_ends_at', { withTimezone: true }),
     /** Data residency: `eu`, or country codes joined by commas; null: models anywhere (router/residency.ts). */
     residency: text('residency'),
+    /** Days conversations, responses and files are kept; null: the plan's (data/retention.ts). */
+    retentionDays: integer('retention_days'),
     createdAt: createdAt(),
   },
   (t) => [check('organizations_status_check', sql`${t.status} in ('active', 'suspended')`)],
@@ -234,6 +236,8 @@ export const plans = pgTable('plans', {
   userMonthlyTokens: bigint('user_monthly_tokens', { mode: 'number' }),
   requestsPerMinute: integer('requests_per_minute'),
   trialDays: integer('trial_days'),
+  /** Days the content of its organisations is kept; null: kept until deleted. */
+  retentionDays: integer('retention_days'),
   features: jsonb('features').notNull().default({}),
   updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
 });

@@ -39,6 +39,7 @@ export interface OrganizationChanges {
   monthlyTokenLimit?: number | null | undefined;
   trialEndsAt?: Date | null | undefined;
   residency?: string | null | undefined;
+  retentionDays?: number | null | undefined;
 }
 
 /** Changes an organisation's name, plan, status, policy, limits or trial end; unnamed fields stay. */

@@ -17,6 +17,8 @@ export const planInput = z.strictObject({
   user_monthly_tokens: tokens,
   requests_per_minute: z.number().int().min(1).max(1_000_000).nullable().default(null),
   trial_days: z.number().int().min(1).max(3650).nullable().default(null),
+  /** Days conversations, responses and files are kept; null: until deleted. */
+  retention_days: z.number().int().min(1).max(36_500).nullable().default(null),
   features: z.partialRecord(z.enum(FEATURES), z.boolean()).default({}),
 });
 
@@ -34,6 +36,7 @@ const values = (name: string, p: PlanInput) => ({
   userMonthlyTokens: p.user_monthly_tokens,
   requestsPerMinute: p.requests_per_minute,
   trialDays: p.trial_days,
+  retentionDays: p.retention_days,
   features: p.features,
   updatedAt: new Date(),
 });

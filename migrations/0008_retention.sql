@@ -1,0 +1,2 @@
+ALTER TABLE "organizations" ADD COLUMN "retention_days" integer;--> statement-breakpoint
+ALTER TABLE "plans" ADD COLUMN "retention_days" integer;
