@@ -149,7 +149,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   prune.unref();
   const retention = setInterval(() => {
     purgeExpired(database.db)
-      .then((n) => (n.responses > 0 || n.conversations > 0) && app.log.info(n, 'deleted content past its retention'))
+      .then((n) => (n.responses > 0 || n.conversations > 0 || n.files > 0) && app.log.info(n, 'deleted content past its retention'))
       .catch((err: unknown) => app.log.warn({ error: (err as Error).message }, 'retention run failed'));
   }, config.retentionIntervalMs);
   retention.unref();

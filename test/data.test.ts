@@ -118,6 +118,7 @@ describe('retention', () => {
     const when = sql`now() - make_interval(days => ${days})`;
     await h.database.db.update(responses).set({ createdAt: when }).where(eq(responses.userId, t.userId));
     await h.database.db.update(conversations).set({ updatedAt: when }).where(eq(conversations.id, conversationId));
+    await h.database.db.update(files).set({ createdAt: when }).where(eq(files.userId, t.userId));
   }
 
   it("deletes what is older than the organisation's retention (or its plan's), and keeps the rest and the usage", async () => {
@@ -134,6 +135,10 @@ describe('retention', () => {
 
     const left = async (t: Tenant) => (await h.database.db.select().from(responses).where(eq(responses.userId, t.userId))).length;
     expect(await left(old.t)).toBe(0);
+    // Its file (made 40 days ago) and the file's bytes went too; the fresh organisation's stayed.
+    expect(await h.database.db.select().from(files).where(eq(files.id, old.file.id))).toEqual([]);
+    expect(await h.database.db.select().from(blobChunks).where(eq(blobChunks.key, old.key))).toEqual([]);
+    expect(await h.database.db.select().from(files).where(eq(files.id, fresh.file.id))).toHaveLength(1);
     expect(await h.database.db.select().from(conversations).where(eq(conversations.id, old.conversationId))).toEqual([]);
     expect(await left(fresh.t)).toBe(2);
     expect(await left(kept.t)).toBe(2); // no retention set: kept however old
