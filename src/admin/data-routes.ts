@@ -1,13 +1,14 @@
 import { Readable } from 'node:stream';
+import type { FastifyReply } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { KeyAuth } from '../auth/key-auth.ts';
 import type { Db } from '../db/client.ts';
-import { eraseOrganization, eraseUser, exportUser } from '../data/subject.ts';
-import { organizations, users } from '../db/schema.ts';
-import { badRequest, notFound } from '../http/api-error.ts';
+import { eraseOrganization, eraseUser, exportOrganization, exportUser } from '../data/subject.ts';
+import { users } from '../db/schema.ts';
+import { badRequest } from '../http/api-error.ts';
 import { errorResponses, uuidParam } from '../http/schemas.ts';
-import { asc, eq } from 'drizzle-orm';
+import { eq } from 'drizzle-orm';
 
 /**
  * A person's data on request (GDPR articles 15, 17, 20): export and erasure
@@ -28,9 +29,6 @@ const erased = z.object({
   users: z.number().int().optional(),
 });
 
-/** Fastify sends a stream as it is, unserialised; the 200 schema above documents what the stream holds. */
-const streamed = (stream: Readable) => stream as unknown as Record<string, unknown>;
-
 const mustConfirm = (body: { confirm?: boolean | undefined }) => {
   if (body.confirm !== true) throw badRequest('confirmation_required', 'erasure cannot be undone: send {"confirm": true}', 'confirm');
 };
@@ -38,65 +36,40 @@ const mustConfirm = (body: { confirm?: boolean | undefined }) => {
 export const dataRoutes: FastifyPluginAsyncZod<{ db: Db; keyAuth: KeyAuth; now: () => number }> = async (app, opts) => {
   const { db, keyAuth } = opts;
 
+  const exportSchema = (summary: string) => ({
+    tags: ['admin'],
+    summary,
+    security,
+    params: z.object({ id: uuidParam }),
+    response: { 200: z.record(z.string(), z.unknown()).describe('Streamed as it is read'), ...errorResponses(400, 401, 404) },
+  });
+
+  /** Sends JSON text pieces as they come; the first is awaited, so a missing subject is still a plain 404. */
+  const sendPieces = async (reply: FastifyReply, filename: string, pieces: AsyncGenerator<string>) => {
+    const first = await pieces.next();
+    const stream = Readable.from(
+      (async function* () {
+        if (!first.done) yield first.value;
+        yield* pieces;
+      })(),
+    );
+    // Fastify sends a stream as it is, unserialised; the 200 schema documents what it holds.
+    return reply
+      .type('application/json; charset=utf-8')
+      .header('content-disposition', `attachment; filename="${filename}"`)
+      .send(stream);
+  };
+
   app.post(
     '/users/:id/export',
-    {
-      schema: {
-        tags: ['admin'],
-        summary: 'Everything stored about a user, as one JSON document: conversations with items, responses, files with content, keys (metadata), usage',
-        security,
-        params: z.object({ id: uuidParam }),
-        response: { 200: z.record(z.string(), z.unknown()).describe('Streamed as it is read'), ...errorResponses(400, 401, 404) },
-      },
-    },
-    async (req, reply) => {
-      const pieces = exportUser(db, req.params.id, new Date(opts.now()));
-      // The first piece proves the user exists, so a missing one is a plain 404 before anything is sent.
-      const first = await pieces.next();
-      const stream = Readable.from(
-        (async function* () {
-          if (!first.done) yield first.value;
-          yield* pieces;
-        })(),
-      );
-      return reply
-        .type('application/json; charset=utf-8')
-        .header('content-disposition', `attachment; filename="user-${req.params.id}.json"`)
-        .send(streamed(stream));
-    },
+    { schema: exportSchema('Everything stored about a user, as one JSON document: conversations with items, responses, files with content, keys (metadata), usage') },
+    async (req, reply) => sendPieces(reply, `user-${req.params.id}.json`, exportUser(db, req.params.id, new Date(opts.now()))),
   );
 
   app.post(
     '/organizations/:id/export',
-    {
-      schema: {
-        tags: ['admin'],
-        summary: "Everything stored about an organisation's users, one user export after another",
-        security,
-        params: z.object({ id: uuidParam }),
-        response: { 200: z.record(z.string(), z.unknown()).describe('Streamed as it is read'), ...errorResponses(400, 401, 404) },
-      },
-    },
-    async (req, reply) => {
-      const [org] = await db.select().from(organizations).where(eq(organizations.id, req.params.id));
-      if (org === undefined) throw notFound('organization_not_found', `organization ${req.params.id} not found`);
-      const members = await db.select({ id: users.id }).from(users).where(eq(users.organizationId, org.id)).orderBy(asc(users.id));
-      const now = new Date(opts.now());
-      const stream = Readable.from(
-        (async function* () {
-          yield `{"object":"organization_export","exported_at":${JSON.stringify(now.toISOString())},"organization":${JSON.stringify({ id: org.id, name: org.name, plan: org.plan, created_at: org.createdAt })},"users":[`;
-          for (const [i, m] of members.entries()) {
-            if (i > 0) yield ',';
-            yield* exportUser(db, m.id, now);
-          }
-          yield ']}';
-        })(),
-      );
-      return reply
-        .type('application/json; charset=utf-8')
-        .header('content-disposition', `attachment; filename="organization-${org.id}.json"`)
-        .send(streamed(stream));
-    },
+    { schema: exportSchema("Everything stored about an organisation's users, one user export after another") },
+    async (req, reply) => sendPieces(reply, `organization-${req.params.id}.json`, exportOrganization(db, req.params.id, new Date(opts.now()))),
   );
 
   app.post(
