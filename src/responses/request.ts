@@ -126,7 +126,7 @@ function rejection(issues: z.core.$ZodIssue[]): ApiError {
 }
 
 /** Every item of an input list, or the first problem as a 400. */
-function itemsOf(raw: unknown[]): InputItem[] {
+export function itemsOf(raw: unknown[]): InputItem[] {
   const items: InputItem[] = [];
   for (const [i, value] of raw.entries()) {
     const item = parseInputItem(value, i);

@@ -106,7 +106,8 @@ export async function endResponses(tx: Db, finishes: FinishRecord[]): Promise<Se
 
 export interface ItemBatch {
   conversationId: string;
-  responseId: string;
+  /** null: items added through the conversations API, made by no response. */
+  responseId: string | null;
   items: StoredItem[];
   /** The conversation was made for this response: nobody else has written to it, its activity time is its creation. */
   isNew: boolean;
