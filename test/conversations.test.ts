@@ -217,6 +217,24 @@ describe('conversations', () => {
     expect(await h.database.db.select().from(conversations).where(eq(conversations.id, made.id))).toEqual([]);
   });
 
+  it('takes item references to your own items, with the result of a referenced call', async () => {
+    const source = await client.conversations.create({
+      items: [
+        { type: 'function_call', call_id: 'call_ref', name: 'get_length', arguments: '{}' },
+        { type: 'function_call_output', call_id: 'call_ref', output: '42' },
+      ],
+    });
+    const [call] = (await client.conversations.items.list(source.id, { order: 'asc' })).data;
+    const copy = await client.conversations.items.create((await client.conversations.create()).id, { items: [{ type: 'item_reference', id: call!.id! }] });
+    expect(copy.data).toEqual([
+      expect.objectContaining({ type: 'function_call', call_id: 'call_ref' }),
+      expect.objectContaining({ type: 'function_call_output', call_id: 'call_ref', output: '42' }),
+    ]);
+    // A copy has an id of its own; someone else's item is not found.
+    expect(copy.data[0]!.id).not.toBe(call!.id);
+    await expect(otherClient.conversations.create({ items: [{ type: 'item_reference', id: call!.id! }] })).rejects.toBeInstanceOf(NotFoundError);
+  });
+
   it('does not list the instructions as an item', async () => {
     h.upstream.queue.push({ chunks: ['Ok.'] });
     const res = await client.responses.create({ model: 'auto', input: 'Hi', instructions: 'Be brief.', stream: false });
