@@ -33,6 +33,7 @@ describe('POST /v1/responses request parsing', () => {
       toolSet: { builtins: null, functions: [], choice: 'auto', parallel: true, echo: [], asked: false },
       includeRouting: false,
       reasoningEffort: null,
+      store: true,
     });
   });
 

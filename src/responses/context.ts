@@ -7,7 +7,7 @@ import type { ChatMessage } from '../providers/types.ts';
 import type { ModelConfig } from '../router/catalog.ts';
 import { assertProjectMember } from '../tenancy/projects.ts';
 import { countMessageTokens, countTokens } from '../tokens.ts';
-import type { ResolvedItem } from './input-items.ts';
+import type { InputItem, ResolvedItem } from './input-items.ts';
 import { functionCallId, functionCallOutputId, messageId } from './object.ts';
 import type { StoredItem } from './records.ts';
 import type { CreateRequest } from './request.ts';
@@ -40,7 +40,7 @@ export interface ResponseContext {
 }
 
 /** An input item as a conversation item; a server tool's call sent back with its result becomes both. */
-function storedOf(item: ResolvedItem): StoredItem[] {
+export function storedOf(item: ResolvedItem): StoredItem[] {
   if (item.type === 'message') {
     return [{ role: item.role, itemId: messageId(), content: item.content, tokens: countTokens(item.content.map((p) => p.text).join('\n')) }];
   }
@@ -76,11 +76,11 @@ function resolvedOf(row: Row): ResolvedItem {
   return { type: 'message', role, content: row.content as { type: 'input_text' | 'output_text'; text: string }[] };
 }
 
-/** The input with every `item_reference` replaced by the caller's own stored item. */
-async function resolveInput(db: Db, principal: Principal, req: CreateRequest): Promise<ResolvedItem[]> {
-  const ids = req.input.flatMap((it) => (it.type === 'item_reference' ? [it.id] : []));
-  const found = await findOwnedItems(db, principal.userId, ids);
-  return req.input.flatMap((it) => (it.type === 'item_reference' ? found.get(it.id)!.map(resolvedOf) : [it]));
+/** Items with every `item_reference` replaced by the user's own stored item (and the result of a referenced call). */
+export async function resolveItems(db: Db, userId: string, items: InputItem[]): Promise<ResolvedItem[]> {
+  const ids = items.flatMap((it) => (it.type === 'item_reference' ? [it.id] : []));
+  const found = await findOwnedItems(db, userId, ids);
+  return items.flatMap((it) => (it.type === 'item_reference' ? found.get(it.id)!.map(resolvedOf) : [it]));
 }
 
 /** Which conversation this request continues, checking ownership of everything it names. */
@@ -102,7 +102,7 @@ export async function prepareContext(db: Db, principal: Principal, req: CreateRe
   if (req.projectId !== null) await assertProjectMember(db, req.projectId, principal);
   const system = req.instructions ?? (existing === null ? null : await systemMessageOf(db, existing));
   const head: ChatMessage[] = system === null || system === '' ? [] : [{ role: 'system', content: system }];
-  const input = (await resolveInput(db, principal, req)).flatMap(storedOf);
+  const input = (await resolveItems(db, principal.userId, req.input)).flatMap(storedOf);
   const inputMessages = messagesOf(input);
   return {
     existing,

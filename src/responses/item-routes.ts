@@ -2,6 +2,7 @@ import { and, asc, desc, eq, gt, lt, sql } from 'drizzle-orm';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { principalOf } from '../auth/hook.ts';
+import { byItemId, itemColumns, itemListSchema, pageOf } from '../conversations/items.ts';
 import type { Db } from '../db/client.ts';
 import { conversationItems, responses } from '../db/schema.ts';
 import { ApiError } from '../http/api-error.ts';
@@ -28,54 +29,6 @@ export interface ItemRouteOptions {
 
 const security = [{ apiKey: [] }];
 const idParam = z.object({ id: storableString().min(1).max(128) });
-
-const inputItem = z
-  .object({
-    id: z.string(),
-    type: z.enum(['message', 'function_call', 'function_call_output']),
-    status: z.literal('completed'),
-    role: z.string().optional(),
-    content: z.array(z.object({ type: z.string(), text: z.string() })).optional(),
-    call_id: z.string().optional(),
-    name: z.string().optional(),
-    arguments: z.string().optional(),
-    output: z.string().optional(),
-  })
-  .meta({ id: 'InputItem' });
-
-const inputItemList = z.object({
-  object: z.literal('list'),
-  data: z.array(inputItem),
-  first_id: z.string().nullable(),
-  last_id: z.string().nullable(),
-  has_more: z.boolean(),
-});
-
-interface ItemRow {
-  id: number;
-  itemId: string | null;
-  position: number;
-  role: string;
-  type: string;
-  content: unknown;
-}
-
-/** Items stored before item ids existed are named by their row. */
-const idOf = (row: ItemRow) => row.itemId ?? `item_${row.id}`;
-
-function itemOf(row: ItemRow): z.infer<typeof inputItem> {
-  const id = idOf(row);
-  if (row.type === 'function_call') {
-    const c = row.content as { call_id: string; name: string; arguments: string };
-    return { id, type: 'function_call', status: 'completed', call_id: c.call_id, name: c.name, arguments: c.arguments };
-  }
-  if (row.type === 'function_call_output') {
-    const c = row.content as { call_id: string; output: string };
-    return { id, type: 'function_call_output', status: 'completed', call_id: c.call_id, output: c.output };
-  }
-  const parts = row.content as { type: string; text: string }[];
-  return { id, type: 'message', status: 'completed', role: row.role, content: parts.map((p) => ({ type: p.type, text: p.text })) };
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -124,7 +77,7 @@ export const responseItemRoutes: FastifyPluginAsyncZod<ItemRouteOptions> = async
           order: z.enum(['asc', 'desc']).default('desc').describe('desc: the last input item first'),
           after: storableString().max(128).optional().describe('Id of the last item of the previous page'),
         }),
-        response: { 200: inputItemList, ...errorResponses(400, 401, 404) },
+        response: { 200: itemListSchema, ...errorResponses(400, 401, 404) },
       },
     },
     async (req) => {
@@ -135,29 +88,20 @@ export const responseItemRoutes: FastifyPluginAsyncZod<ItemRouteOptions> = async
       const ofResponse = and(eq(conversationItems.responseId, id), eq(conversationItems.origin, 'input'));
       let cursor;
       if (after !== undefined) {
-        const rowId = /^item_(\d{1,18})$/.exec(after)?.[1];
         const [anchor] = await db
           .select({ position: conversationItems.position })
           .from(conversationItems)
-          .where(and(ofResponse, rowId === undefined ? eq(conversationItems.itemId, after) : eq(conversationItems.id, Number(rowId))));
+          .where(and(ofResponse, byItemId(after)));
         if (anchor === undefined) throw new ApiError(400, 'invalid_request_error', 'invalid_after', `after: ${after} is not an input item of this response`, 'after');
         cursor = order === 'asc' ? gt(conversationItems.position, anchor.position) : lt(conversationItems.position, anchor.position);
       }
       const rows = await db
-        .select({
-          id: conversationItems.id,
-          itemId: conversationItems.itemId,
-          position: conversationItems.position,
-          role: conversationItems.role,
-          type: conversationItems.type,
-          content: conversationItems.content,
-        })
+        .select(itemColumns)
         .from(conversationItems)
         .where(and(ofResponse, cursor))
         .orderBy(order === 'asc' ? asc(conversationItems.position) : desc(conversationItems.position))
         .limit(limit + 1);
-      const data = rows.slice(0, limit).map(itemOf);
-      return { object: 'list' as const, data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: rows.length > limit };
+      return pageOf(rows, limit);
     },
   );
 

@@ -32,6 +32,8 @@ export interface Owner {
 
 export interface StartRecord extends Owner {
   responseId: string;
+  /** false (`store: false`): the row holds no body, and `pending` no input, from the start; absent: stored. */
+  store?: boolean;
   instanceId: string;
   projectId: string | null;
   conversation: { id: string; isNew: boolean; title: string | null; instructions: string | null; instructionTokens: number };
@@ -43,6 +45,12 @@ export interface StartRecord extends Owner {
 
 export interface FinishRecord extends Owner {
   responseId: string;
+  /**
+   * false (`store: false`): only the facts are written (status, model, usage,
+   * times, error code); the body and the items are dropped by the writer.
+   * Absent: stored.
+   */
+  store?: boolean;
   conversationId: string;
   /** The conversation was created by this response's admission. */
   newConversation: boolean;

@@ -45,7 +45,7 @@ const CHECKPOINT_SLICE = 250;
 export const INTERRUPTED = 'interrupted';
 
 export class Recovery {
-  private readonly live = new Map<string, { builder: ResponseBuilder; saved: number }>();
+  private readonly live = new Map<string, { builder: ResponseBuilder; saved: number; store: boolean }>();
   private timers: NodeJS.Timeout[] = [];
   private checkpointing = false;
 
@@ -77,8 +77,9 @@ export class Recovery {
     if (forget) await this.db.delete(instances).where(eq(instances.id, this.instanceId));
   }
 
-  track(builder: ResponseBuilder): void {
-    this.live.set(builder.id, { builder, saved: 0 });
+  /** `store` false: checkpoints write only the usage so far, never the output (the row has no body). */
+  track(builder: ResponseBuilder, store = true): void {
+    this.live.set(builder.id, { builder, saved: 0, store });
   }
 
   untrack(id: string): void {
@@ -103,13 +104,14 @@ export class Recovery {
         const rows = due.slice(i, i + CHECKPOINT_SLICE).map((l) => {
           const u = l.builder.usage;
           const used = { inputTokens: u?.inputTokens ?? 0, outputTokens: u?.outputTokens ?? 0, inFlight: l.builder.inFlightPromptTokens };
-          return { l, revision: l.builder.revision, body: l.builder.snapshot(), used };
+          return { l, revision: l.builder.revision, id: l.builder.id, model: l.builder.model, body: l.store ? l.builder.snapshot() : null, used };
         });
         // `used`: the usage of the model calls already finished (a tool loop makes several), and the prompt of the one under way.
+        // A row without a body (`store: false`) keeps none.
         await this.db.execute(sql`
-          update responses set body = x.body, model = x.model,
+          update responses set body = case when responses.body is null then null else x.body end, model = x.model,
             pending = responses.pending || jsonb_build_object('used', x.used)
-          from jsonb_to_recordset(${JSON.stringify(rows.map((r) => ({ id: r.body.id, body: r.body, model: r.body.model, used: r.used })))}::jsonb)
+          from jsonb_to_recordset(${JSON.stringify(rows.map((r) => ({ id: r.id, body: r.body, model: r.model, used: r.used })))}::jsonb)
             as x(id uuid, body jsonb, model text, used jsonb)
           where responses.id = x.id and responses.status = 'in_progress'`);
         for (const r of rows) r.l.saved = r.revision;
@@ -174,25 +176,27 @@ async function finalise(tx: Db, rows: Row[]): Promise<void> {
   const now = Date.now();
   const ended = rows.map((row) => {
     const pending = row.pending as PendingState | null;
-    const body = row.body as ResponseObject; // just read: changing it in place changes nothing else
-    for (const item of body.output) if (item.status === 'in_progress') item.status = 'incomplete';
-    const text = outputTextOf(body.output);
+    // Just read: changing it in place changes nothing else. Null for a `store: false` response, which ends with its usage alone.
+    const body = row.body as ResponseObject | null;
+    const output = body?.output ?? [];
+    for (const item of output) if (item.status === 'in_progress') item.status = 'incomplete';
     // Finished calls count as their upstream reported, the interrupted one its prompt; output by our count when
     // that is more. Tool results are input of the next call, not output.
     const used = pending?.used;
     const inputTokens = used === undefined ? (pending?.promptTokens ?? 0) : used.inputTokens + used.inFlight;
-    const made = storedOutput(body.output).filter((item) => item.origin === 'output' && item.type !== 'function_call_output');
+    const made = storedOutput(output).filter((item) => item.origin === 'output' && item.type !== 'function_call_output');
     const outputTokens = Math.max(used?.outputTokens ?? 0, made.reduce((n, item) => n + item.tokens, 0));
     const usage = usageOf(inputTokens, outputTokens);
+    if (body === null) return { row, pending, body, output, usage };
     Object.assign(body, {
       status: 'incomplete',
       completed_at: now,
-      output_text: text,
-      tool_calls: toolCallsOf(body.output),
+      output_text: outputTextOf(output),
+      tool_calls: toolCallsOf(output),
       usage,
       incomplete_details: { reason: INTERRUPTED },
     });
-    return { row, pending, body, usage };
+    return { row, pending, body, output, usage };
   });
 
   const claimed = await claimReservations(
@@ -235,7 +239,7 @@ async function finalise(tx: Db, rows: Row[]): Promise<void> {
         conversationId: e.row.conversationId!,
         responseId: e.row.id,
         isNew: false,
-        items: [...(e.pending?.input ?? []), ...storedOutput(e.body.output)],
+        items: [...(e.pending?.input ?? []), ...storedOutput(e.output)],
       })),
   );
 }

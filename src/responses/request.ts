@@ -80,6 +80,8 @@ export interface CreateRequest {
   toolSet: ToolsRequest;
   includeRouting: boolean;
   reasoningEffort: string | null;
+  /** false: the response's content is not kept, only what metering needs (writer.ts). */
+  store: boolean;
 }
 
 const CODE_BY_FIELD: Record<string, string> = {
@@ -126,7 +128,7 @@ function rejection(issues: z.core.$ZodIssue[]): ApiError {
 }
 
 /** Every item of an input list, or the first problem as a 400. */
-function itemsOf(raw: unknown[]): InputItem[] {
+export function itemsOf(raw: unknown[]): InputItem[] {
   const items: InputItem[] = [];
   for (const [i, value] of raw.entries()) {
     const item = parseInputItem(value, i);
@@ -180,5 +182,6 @@ export function parseCreateRequest(body: unknown, streamDefault = true): CreateR
     toolSet,
     includeRouting: b.stream_options?.include_routing === true,
     reasoningEffort: b.reasoning?.effort ?? null,
+    store: b.store ?? true,
   };
 }

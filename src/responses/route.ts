@@ -339,7 +339,7 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
       now: opts.now,
       log: req.log,
     });
-    recovery.track(builder);
+    recovery.track(builder, request.store);
     let stored: Promise<Stored> | undefined;
     const storeOnce = () => (stored ??= store());
     const finish = () => {

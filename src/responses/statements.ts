@@ -39,7 +39,8 @@ function commonColumns(r: FinishRecord | StartRecord) {
     api_key_id: r.keyId,
     model: r.model,
     created_at: new Date(r.createdAt).toISOString(),
-    body: r.body,
+    // A response not to be stored has no body in its row at any time: GET and previous_response_id find nothing.
+    body: r.store === false ? null : r.body,
     error: r.body.error,
   };
 }
@@ -106,7 +107,8 @@ export async function endResponses(tx: Db, finishes: FinishRecord[]): Promise<Se
 
 export interface ItemBatch {
   conversationId: string;
-  responseId: string;
+  /** null: items added through the conversations API, made by no response. */
+  responseId: string | null;
   items: StoredItem[];
   /** The conversation was made for this response: nobody else has written to it, its activity time is its creation. */
   isNew: boolean;

@@ -40,12 +40,15 @@ export function startRecord(args: {
 }): StartRecord {
   const { principal, request, prepared } = args;
   const isNew = prepared.existing === null;
+  // Without storing, nothing of the request is written: no title, no instructions, no input kept for recovery.
+  const keep = request.store;
   const first = request.input.find((m) => m.type === 'message' && m.role === 'user');
   const text = first?.type === 'message' ? first.content.map((p) => p.text).join(' ') : undefined;
   // By code points, so an emoji at the cut is not split into a lone surrogate.
   const title = text === undefined ? null : Array.from(text).slice(0, 100).join('');
   return {
     responseId: args.responseId,
+    store: keep,
     instanceId: args.instanceId,
     userId: principal.userId,
     organizationId: principal.organizationId,
@@ -54,15 +57,15 @@ export function startRecord(args: {
     conversation: {
       id: prepared.conversationId,
       isNew,
-      title: isNew ? title : null,
-      instructions: isNew ? request.instructions : null,
+      title: isNew && keep ? title : null,
+      instructions: isNew && keep ? request.instructions : null,
       instructionTokens: request.instructions === null ? 0 : countTokens(request.instructions),
     },
     model: args.model,
     createdAt: args.body.created_at,
     body: args.body,
     pending: {
-      input: prepared.input,
+      input: keep ? prepared.input : [],
       promptTokens: prepared.fixedTokens + prepared.historyTokens,
       reservationId: args.reservationId,
       windows: { day: { start: args.windows.day.start }, month: { start: args.windows.month.start } },
@@ -100,6 +103,7 @@ export function finishRecord(b: ResponseBuilder, prepared: PreparedContext, prin
   const usage = body.usage ?? usageOf(0, 0);
   return {
     responseId: b.id,
+    store: request.store,
     userId: principal.userId,
     organizationId: principal.organizationId,
     keyId: principal.keyId,

@@ -118,7 +118,13 @@ async function writeEndings(tx: Db, jobs: EndJob[]): Promise<void> {
     tx,
     finishes
       .filter((f) => f.counted)
-      .map((f) => ({ conversationId: f.record.conversationId, responseId: f.record.responseId, items: f.record.items, isNew: f.record.newConversation })),
+      .map((f) => ({
+        conversationId: f.record.conversationId,
+        responseId: f.record.responseId,
+        // `store: false`: the conversation gets nothing of the turn (the row's body is dropped in statements.ts).
+        items: f.record.store === false ? [] : f.record.items,
+        isNew: f.record.newConversation,
+      })),
   );
 
   if (releases.length > 0) {

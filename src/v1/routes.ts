@@ -4,6 +4,7 @@ import { principalOf, requireApiKey } from '../auth/hook.ts';
 import { assertPolicy } from '../limits/policy.ts';
 import { usageRoutes } from '../limits/usage-route.ts';
 import type { KeyAuth } from '../auth/key-auth.ts';
+import { conversationRoutes } from '../conversations/routes.ts';
 import { errorResponses } from '../http/schemas.ts';
 import { responseItemRoutes } from '../responses/item-routes.ts';
 import { responseRoutes, type ResponseRouteOptions } from '../responses/route.ts';
@@ -49,5 +50,6 @@ export const v1Routes: FastifyPluginAsyncZod<{ keyAuth: KeyAuth; cancelWaitMs: n
   const { db, catalog, providers, health, writer, recovery, toolbox, cancels, shutdown, storeWaitMs, streamDefault, now, keepAliveMs } = opts;
   await app.register(responseRoutes, { db, catalog, providers, health, writer, recovery, toolbox, cancels, shutdown, storeWaitMs, streamDefault, now, keepAliveMs });
   await app.register(responseItemRoutes, { db, cancels, cancelWaitMs: opts.cancelWaitMs });
+  await app.register(conversationRoutes, { db });
   await app.register(usageRoutes, { db: opts.db, now: opts.now });
 };
