@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import multipart from '@fastify/multipart';
-import { and, asc, desc, eq, gt, lt, or, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, sql, type SQL } from 'drizzle-orm';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { principalOf } from '../auth/hook.ts';
@@ -196,11 +196,12 @@ export const fileRoutes: FastifyPluginAsyncZod<FileRouteOptions> = async (app, o
       let cursor: SQL | undefined;
       if (after !== undefined) {
         const [anchor] = isUuid(after)
-          ? await db.select({ createdAt: files.createdAt, id: files.id }).from(files).where(and(eq(files.id, after), eq(files.userId, userId)))
+          ? await db.select({ id: files.id }).from(files).where(and(eq(files.id, after), eq(files.userId, userId)))
           : [];
         if (anchor === undefined) throw badRequest('invalid_after', `after: ${after} is not one of your files`, 'after');
-        const beyond = order === 'asc' ? gt : lt;
-        cursor = or(beyond(files.createdAt, anchor.createdAt), and(eq(files.createdAt, anchor.createdAt), beyond(files.id, anchor.id)));
+        // Compared in the database: created_at has microseconds, which a JavaScript Date would round away.
+        const anchorRow = sql`(select a.created_at, a.id from files a where a.id = ${anchor.id})`;
+        cursor = order === 'asc' ? sql`(${files.createdAt}, ${files.id}) > ${anchorRow}` : sql`(${files.createdAt}, ${files.id}) < ${anchorRow}`;
       }
       const by = order === 'asc' ? asc : desc;
       const rows = await db
