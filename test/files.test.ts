@@ -236,3 +236,89 @@ describe('the official openai SDK', () => {
     await expect(client.files.retrieve(created.id)).rejects.toMatchObject({ status: 404 });
   });
 });
+
+describe('input_file in /v1/responses', () => {
+  type Sent = { role: string; content: string }[];
+  const sent = (i = -1) => h.upstream.requests.at(i)!.body.messages as unknown as Sent;
+  const ask = (payload: Record<string, unknown>, key = h.tenant.key) =>
+    h.app.inject({ method: 'POST', url: '/v1/responses', headers: { ...bearer(key), accept: 'application/json' }, payload: { stream: false, ...payload } });
+  const fileInput = (fileId: string, text: string) => [{ role: 'user', content: [{ type: 'input_text', text }, { type: 'input_file', file_id: fileId }] }];
+
+  it('works end to end with the SDK: the model sees the file text, labelled, where the part was', async () => {
+    const client = new OpenAI({ baseURL: `${h.origin}/v1`, apiKey: h.tenant.key });
+    const created = await client.files.create({ file: await toFile(makePdf([['The launch date is 14 March 2027.']]), 'plan.pdf'), purpose: 'user_data' });
+    await settled(created.id);
+    h.upstream.queue.push({ chunks: ['14 March 2027.'] });
+    const res = await client.responses.create({
+      model: 'auto',
+      input: [{ role: 'user', content: [{ type: 'input_text', text: 'When is the launch?' }, { type: 'input_file', file_id: created.id }] }],
+    });
+    expect(res.output_text).toBe('14 March 2027.');
+    const user = sent().at(-1)!;
+    expect(user.role).toBe('user');
+    expect(user.content).toMatch(new RegExp(`^When is the launch\\?\\n<file name="plan.pdf" id="${created.id}">\\n\\[page 1\\]\\nThe launch date is 14 March 2027.\\n</file>$`));
+    // Stored by reference, with its name.
+    const items = await client.responses.inputItems.list(res.id);
+    expect(items.data[0]).toMatchObject({ type: 'message', content: [{ type: 'input_text', text: 'When is the launch?' }, { type: 'input_file', file_id: created.id, filename: 'plan.pdf' }] });
+  }, 60_000);
+
+  it('re-reads the file for history, and says when it was deleted', async () => {
+    const f = (await upload({ name: 'memo.md', data: Buffer.from('# Memo\n\nThe password rotates every 90 days.\n') })).json<FileObject>();
+    await settled(f.id);
+    h.upstream.queue.push({ chunks: ['Every 90 days.'] });
+    const first = (await ask({ input: fileInput(f.id, 'How often?') })).json<{ id: string }>();
+    h.upstream.queue.push({ chunks: ['Yes.'] });
+    expect((await ask({ input: 'Sure?', previous_response_id: first.id })).statusCode).toBe(200);
+    expect(sent()[0]!.content).toContain('The password rotates every 90 days.');
+    await h.app.inject({ method: 'DELETE', url: `/v1/files/${f.id}`, headers: bearer(h.tenant.key) });
+    h.upstream.queue.push({ chunks: ['Gone.'] });
+    expect((await ask({ input: 'And now?', previous_response_id: first.id })).statusCode).toBe(200);
+    expect(sent()[0]!.content).toBe(`How often?\n<file name="memo.md" id="${f.id}">[this file was deleted]</file>`);
+  }, 60_000);
+
+  it('refuses another user’s file (404), one being processed (409), one that failed (422), and file_data (400)', async () => {
+    const other = await createTenant(h.app);
+    const theirs = (await upload({ name: 't.txt', data: Buffer.from('theirs') }, 'user_data', other.key)).json<FileObject>();
+    const notMine = await ask({ input: fileInput(theirs.id, 'Read it') });
+    expect(notMine.statusCode).toBe(404);
+    expect(notMine.json().error.code).toBe('file_not_found');
+    expect((await ask({ input: fileInput('file-abc', 'Read it') })).json().error.code).toBe('file_not_found');
+
+    const pending = (await upload({ name: 'p.txt', data: Buffer.from('pending') })).json<FileObject>();
+    await settled(pending.id);
+    // As while another instance extracts it.
+    await h.database.db.update(files).set({ status: 'uploaded', lockedUntil: new Date(Date.now() + 60_000) }).where(eq(files.id, pending.id));
+    const notReady = await ask({ input: fileInput(pending.id, 'Read it') });
+    expect(notReady.statusCode).toBe(409);
+    expect(notReady.json().error.code).toBe('file_not_ready');
+
+    const scan = (await upload({ name: 'scan.pdf', data: makePdf([null]) })).json<FileObject>();
+    await settled(scan.id);
+    const unusable = await ask({ input: fileInput(scan.id, 'Read it') });
+    expect(unusable.statusCode).toBe(422);
+    expect(unusable.json().error.code).toBe('file_unusable');
+    expect(unusable.json().error.message).toContain(NO_TEXT_LAYER);
+
+    const inline = await ask({ input: [{ role: 'user', content: [{ type: 'input_file', filename: 'a.txt', file_data: 'data:text/plain;base64,aGk=' }] }] });
+    expect(inline.statusCode).toBe(400);
+    expect(inline.json().error.code).toBe('unsupported_file_source');
+  }, 60_000);
+
+  it('gives the model the most relevant passages, in order, when the file does not fit its window', async () => {
+    // About 80 000 tokens of filler around one paragraph that answers the question; the model takes 32 768.
+    const filler = (i: number) => `Section ${i}. The committee reviewed routine matters of procedure and agreed to continue as before without changes.`;
+    const paras = Array.from({ length: 4000 }, (_, i) => filler(i));
+    paras.splice(2500, 0, 'The penguin enclosure budget for 2026 is 48 000 euros, approved by the zoo board.');
+    const f = (await upload({ name: 'minutes.txt', data: Buffer.from(paras.join('\n\n')) })).json<FileObject>();
+    await settled(f.id);
+    h.upstream.queue.push({ chunks: ['48 000 euros.'] });
+    const res = await ask({ input: fileInput(f.id, 'What is the penguin enclosure budget?') });
+    expect(res.statusCode).toBe(200);
+    const user = sent().at(-1)!.content;
+    expect(user).toContain('The penguin enclosure budget for 2026 is 48 000 euros');
+    expect(user).toMatch(/\[excerpts selected by relevance to the request: \d+ of \d+ passages; the whole file does not fit the model's context\]/);
+    expect(user.length).toBeLessThan(paras.join('\n\n').length);
+    // Document order: what was kept of the start comes before the answer's passage.
+    expect(user.indexOf('Section 0.')).toBeLessThan(user.indexOf('penguin enclosure budget for 2026'));
+  }, 60_000);
+});
