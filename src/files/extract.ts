@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { BINARY, detectType, DOCX, PDF, PPTX, XLSX } from './detect.ts';
 import { Unusable } from './extract-errors.ts';
 
@@ -45,7 +46,7 @@ async function byType(bytes: Uint8Array, mime: string, limits: ExtractLimits): P
   const page = () => import('../tools/page-content.ts');
   switch (mime) {
     case PDF:
-      return pdfText(bytes, limits.maxPages);
+      return pdfText(bytes, limits.maxPages, limits.maxChars);
     case DOCX:
       return { text: await (await office()).docxText(bytes, limits.maxUncompressed), pages: null, notes: [] };
     case PPTX: {
@@ -82,27 +83,38 @@ interface PdfTextItem {
 }
 
 /** A PDF's text, page by page, each page under a `[page n]` line so that answers can point to it. */
-async function pdfText(bytes: Uint8Array, maxPages: number): Promise<{ text: string; pages: number; notes: string[] }> {
+async function pdfText(bytes: Uint8Array, maxPages: number, maxChars: number): Promise<{ text: string; pages: number; notes: string[] }> {
   const pdfjs = await import('pdfjs-dist/legacy/build/pdf.mjs');
   let doc;
   try {
     // A copy: pdf.js takes over (detaches) the buffer it is given.
-    doc = await pdfjs.getDocument({ data: new Uint8Array(bytes), isEvalSupported: false, disableFontFace: true, useSystemFonts: false, verbosity: 0 }).promise;
+    doc = await pdfjs.getDocument({
+      data: new Uint8Array(bytes),
+      isEvalSupported: false,
+      disableFontFace: true,
+      useSystemFonts: false,
+      // The metrics of the 14 standard fonts, from the package: without them pdf.js works around the missing data on every page, slower.
+      standardFontDataUrl: fileURLToPath(new URL('./standard_fonts/', import.meta.resolve('pdfjs-dist/package.json'))),
+      verbosity: 0,
+    }).promise;
   } catch (err) {
     throw new Unusable(`the PDF cannot be read: ${(err as Error).message}`);
   }
   try {
     const pages: string[] = [];
     const last = Math.min(doc.numPages, maxPages);
-    for (let n = 1; n <= last; n++) {
+    let chars = 0;
+    // Pages past the character cap would be cut anyway: not reading them saves most of the time on a long document.
+    for (let n = 1; n <= last && chars <= maxChars; n++) {
       const page = await doc.getPage(n);
       const content = await page.getTextContent();
       const text = (content.items as PdfTextItem[]).map((it) => (it.str ?? '') + (it.hasEOL ? '\n' : '')).join('');
       page.cleanup();
       pages.push(text.replace(/[ \t]+\n/g, '\n').trim());
+      chars += pages.at(-1)!.length + 12;
     }
     if (pages.every((p) => p === '')) throw new Unusable(NO_TEXT_LAYER);
-    const notes = doc.numPages > maxPages ? [`only the first ${maxPages} of ${doc.numPages} pages were read`] : [];
+    const notes = doc.numPages > pages.length && pages.length === maxPages ? [`only the first ${maxPages} of ${doc.numPages} pages were read`] : [];
     return { text: pages.map((p, i) => `[page ${i + 1}]\n${p}`).join('\n\n'), pages: doc.numPages, notes };
   } finally {
     await doc.destroy();
