@@ -4,6 +4,7 @@ import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rowsOf } from '../src/db/client.ts';
 import { blobChunks, files } from '../src/db/schema.ts';
+import { BlobTooLarge, DatabaseBlobStore, readAll } from '../src/files/blobs.ts';
 import { NO_TEXT_LAYER } from '../src/files/extract.ts';
 import { adminHeaders, bearer, createTenant, type Tenant } from './helpers/app.ts';
 import { makeDocx, makePdf } from './helpers/documents.ts';
@@ -321,4 +322,53 @@ describe('input_file in /v1/responses', () => {
     // Document order: what was kept of the start comes before the answer's passage.
     expect(user.indexOf('Section 0.')).toBeLessThan(user.indexOf('penguin enclosure budget for 2026'));
   }, 60_000);
+});
+
+describe('the database blob store', () => {
+  const store = () => new DatabaseBlobStore(h.database.db, 1000);
+  async function* pieces(n: number, size: number, failAt?: number) {
+    for (let i = 0; i < n; i++) {
+      if (i === failAt) throw new Error('client went away');
+      yield new Uint8Array(size).fill(i);
+    }
+  }
+
+  it('writes in chunks and reads back the same bytes, with their hash', async () => {
+    const key = `test/${randomUUID()}`;
+    const put = await store().put(key, pieces(5, 700));
+    expect(put.bytes).toBe(3500);
+    expect(put.sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(await store().chunkCount(key)).toBe(4);
+    const back = await readAll(store().get(key));
+    expect(back.length).toBe(3500);
+    expect(back[699]).toBe(0);
+    expect(back[700]).toBe(1);
+    await store().delete(key);
+    expect(await store().chunkCount(key)).toBe(0);
+  });
+
+  it('leaves nothing behind when a put fails midway or grows past its limit', async () => {
+    const key = `test/${randomUUID()}`;
+    await expect(store().put(key, pieces(10, 700, 6))).rejects.toThrow('client went away');
+    expect(await store().chunkCount(key)).toBe(0);
+    await expect(store().put(key, pieces(10, 700), { maxBytes: 5000 })).rejects.toBeInstanceOf(BlobTooLarge);
+    expect(await store().chunkCount(key)).toBe(0);
+  });
+});
+
+describe('an extraction that takes too long', () => {
+  it('ends in error, with the time limit named', async () => {
+    const slow = await startHarness({ env: { EUGPT_EXTRACT_TIMEOUT_MS: '10' }, files: { pollMs: 200, readyWaitMs: 0 } });
+    try {
+      const body = await form({ purpose: 'user_data' }, { name: 'a.pdf', data: makePdf([['Too slow']]) });
+      const f = (await slow.app.inject({ method: 'POST', url: '/v1/files', headers: { ...bearer(slow.tenant.key), ...body.headers }, payload: body.payload })).json<FileObject>();
+      const done = await eventually(async () => {
+        const now = (await slow.app.inject({ method: 'GET', url: `/v1/files/${f.id}`, headers: bearer(slow.tenant.key) })).json<FileObject>();
+        return now.status === 'uploaded' ? undefined : now;
+      }, 20_000);
+      expect(done).toMatchObject({ status: 'error', status_details: 'extracting the text took longer than 10 ms' });
+    } finally {
+      await slow.close();
+    }
+  }, 30_000);
 });
