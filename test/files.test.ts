@@ -263,6 +263,16 @@ describe('input_file in /v1/responses', () => {
     expect(items.data[0]).toMatchObject({ type: 'message', content: [{ type: 'input_text', text: 'When is the launch?' }, { type: 'input_file', file_id: created.id, filename: 'plan.pdf' }] });
   }, 60_000);
 
+  it('annotates a sentence of the answer quoted from the file with a file_citation', async () => {
+    const f = (await upload({ name: 'policy.txt', data: Buffer.from('Remote work is allowed up to three days in every working week. Other rules apply.') })).json<FileObject>();
+    await settled(f.id);
+    h.upstream.queue.push({ chunks: ['The policy says: Remote work is allowed up to three days in every working week. Short one.'] });
+    const res = (await ask({ input: fileInput(f.id, 'How much remote work?') })).json<{ output: { content: { text: string; annotations: unknown[] }[] }[] }>();
+    const part = res.output[0]!.content[0]!;
+    const end = part.text.indexOf('week.') + 'week.'.length;
+    expect(part.annotations).toEqual([{ type: 'file_citation', file_id: f.id, filename: 'policy.txt', index: end }]);
+  }, 30_000);
+
   it('re-reads the file for history, and says when it was deleted', async () => {
     const f = (await upload({ name: 'memo.md', data: Buffer.from('# Memo\n\nThe password rotates every 90 days.\n') })).json<FileObject>();
     await settled(f.id);

@@ -329,6 +329,7 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
 
     lastModel = first.call.model;
     const events = runResponse({
+      files: prepared.files,
       builder,
       first: first.call,
       next,
