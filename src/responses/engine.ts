@@ -72,6 +72,8 @@ interface OpenCall {
  * event goes through the builder's reducer before it leaves, so the builder
  * holds the response as the client saw it.
  */
+const NO_FILES: FileTexts = new Map();
+
 export async function* runResponse(run: EngineRun): AsyncGenerator<ResponseEvent> {
   const b = run.builder;
   let seq = 0;
@@ -115,7 +117,7 @@ export async function* runResponse(run: EngineRun): AsyncGenerator<ResponseEvent
         const { item, index } = message;
         const part = item.content[0]!;
         const at = { item_id: item.id, output_index: index, content_index: 0 };
-        const annotations: Annotation[] = [...citationsOf(part.text, sources), ...fileCitationsOf(part.text, run.files ?? new Map())];
+        const annotations: Annotation[] = [...citationsOf(part.text, sources), ...fileCitationsOf(part.text, run.files ?? NO_FILES)];
         for (const [i, annotation] of annotations.entries()) {
           yield emit({ type: 'response.output_text.annotation.added', sequence_number: seq++, ...at, annotation_index: i, annotation });
         }
