@@ -23,6 +23,8 @@ import { v1Routes } from './v1/routes.ts';
 import { createToolbox, type ToolboxOptions } from './tools/registry.ts';
 import { Cancels } from './responses/cancels.ts';
 import { purgeExpired } from './data/retention.ts';
+import { DatabaseBlobStore } from './files/blobs.ts';
+import { FileJobs } from './files/jobs.ts';
 
 export interface AppDeps {
   config: Config;
@@ -33,6 +35,8 @@ export interface AppDeps {
   tools?: ToolboxOptions;
   /** The clock of quota windows, trials and the router's breakers (tests move it). */
   now?: () => number;
+  /** How often each instance looks for files to extract, and how long an upload waits for its text (tests shorten them). */
+  files?: { pollMs?: number; readyWaitMs?: number };
   /** A ready logger (the process's), or `false` for none (tests); default: one made from config. */
   logger?: FastifyBaseLogger | false;
 }
@@ -130,6 +134,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   await recovery.start();
   const toolbox = createToolbox(config.tools, deps.tools);
+  const blobs = new DatabaseBlobStore(database.db);
+  const fileJobs = new FileJobs(database.db, blobs, {
+    timeoutMs: config.files.extractTimeoutMs,
+    memoryMb: config.files.extractMemoryMb,
+    pollMs: deps.files?.pollMs,
+    onError: (err, fileId) => app.log.warn({ error: (err as Error).message, file_id: fileId }, 'text extraction failed'),
+  });
+  fileJobs.start();
   // At the end of the shutdown grace period, streams still running are ended (and stored) instead of cut.
   const shutdown = new AbortController();
   // Every request in flight listens to it: there are as many listeners as requests, which is no leak.
@@ -163,6 +175,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await keyAuth.close();
     await providers.close();
     await toolbox.close();
+    await fileJobs.close();
   });
 
   await app.register(sensible);
@@ -181,6 +194,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     toolbox,
     cancels,
     cancelWaitMs: config.storeWaitMs + 2 * config.recovery.checkpointMs,
+    files: {
+      db: database.db,
+      blobs,
+      maxBytes: config.files.maxBytes,
+      orgStorageBytes: config.files.orgStorageBytes,
+      onUploaded: (id, waitMs) => fileJobs.kick(id, waitMs),
+      // Long enough for a typical document, so a client can use the file right after its upload.
+      readyWaitMs: deps.files?.readyWaitMs ?? 5_000,
+    },
     shutdown: shutdown.signal,
     storeWaitMs: config.storeWaitMs,
     streamDefault: config.streamDefault,

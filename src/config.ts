@@ -80,6 +80,10 @@ const envSchema = z.object({
   EUGPT_LAST_USED_FLUSH_MS: intFromEnv(100, 3_600_000).default(30_000),
   EUGPT_CONFIG: z.string().min(1).optional(),
   EUGPT_LOG_PRETTY: boolFromEnv.default(false),
+  EUGPT_FILE_MAX_BYTES: intFromEnv(1, 2 ** 40).default(50 * 1024 * 1024),
+  EUGPT_ORG_STORAGE_BYTES: intFromEnv(0, 2 ** 50).default(1024 * 1024 * 1024),
+  EUGPT_EXTRACT_TIMEOUT_MS: intFromEnv(10, 3_600_000).default(60_000),
+  EUGPT_EXTRACT_MEMORY_MB: intFromEnv(64, 65_536).default(512),
 });
 
 /** The optional config file: providers, models, router settings, plans, tools. */
@@ -123,6 +127,16 @@ export interface Config {
   plans: (PlanInput & { name: string })[];
   /** The built-in tools' settings, with the search backend's key read from the environment. */
   tools: ResolvedToolsConfig;
+  /** Uploaded files: the largest file, the bytes all files of one organisation may take, and the limits of text extraction. */
+  files: FilesConfig;
+}
+
+export interface FilesConfig {
+  maxBytes: number;
+  orgStorageBytes: number;
+  extractTimeoutMs: number;
+  /** The heap of the process that extracts a document's text. */
+  extractMemoryMb: number;
 }
 
 export type ResolvedToolsConfig = ToolsConfig & { web_search: ToolsConfig['web_search'] & { apiKey: string | undefined } };
@@ -226,6 +240,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     catalog: catalogFrom(file, cleaned, configFile),
     plans: file.plans,
     tools: toolsFrom(file, cleaned, configFile),
+    files: {
+      maxBytes: e.EUGPT_FILE_MAX_BYTES,
+      orgStorageBytes: e.EUGPT_ORG_STORAGE_BYTES,
+      extractTimeoutMs: e.EUGPT_EXTRACT_TIMEOUT_MS,
+      extractMemoryMb: e.EUGPT_EXTRACT_MEMORY_MB,
+    },
   };
 }
 

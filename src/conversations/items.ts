@@ -14,7 +14,10 @@ export const itemSchema = z
     type: z.enum(['message', 'function_call', 'function_call_output']),
     status: z.literal('completed'),
     role: z.string().optional(),
-    content: z.array(z.object({ type: z.string(), text: z.string() })).optional(),
+    content: z
+      .array(z.object({ type: z.string(), text: z.string().optional(), file_id: z.string().optional(), filename: z.string().optional() }))
+      .optional()
+      .describe('Text parts ({type, text}) and files ({type: "input_file", file_id, filename})'),
     call_id: z.string().optional(),
     name: z.string().optional(),
     arguments: z.string().optional(),
@@ -69,8 +72,9 @@ export function itemOf(row: ItemRow): ItemView {
     const c = row.content as { call_id: string; output: string };
     return { id, type: 'function_call_output', status: 'completed', call_id: c.call_id, output: c.output };
   }
-  const parts = row.content as { type: string; text: string }[];
-  return { id, type: 'message', status: 'completed', role: row.role, content: parts.map((p) => ({ type: p.type, text: p.text })) };
+  const parts = row.content as { type: string; text?: string; file_id?: string; filename?: string }[];
+  const content = parts.map((p) => (p.type === 'input_file' ? { type: p.type, file_id: p.file_id, filename: p.filename } : { type: p.type, text: p.text ?? '' }));
+  return { id, type: 'message', status: 'completed', role: row.role, content };
 }
 
 /** A page of items in the list shape both routes answer with. */

@@ -7,6 +7,8 @@ import type { ResolvedItem } from '../responses/input-items.ts';
 import { appendItems } from '../responses/statements.ts';
 import { byItemId, itemColumns, itemOf, pageOf, type ItemView } from './items.ts';
 import { findOwnedConversation, type Conversation } from './store.ts';
+import { fileIdsOf, filesForInput } from '../files/prompt.ts';
+import type { StoredItem } from '../responses/records.ts';
 
 /**
  * What the conversations API does to the database: conversations made,
@@ -26,6 +28,16 @@ export function conversationOf(c: Conversation) {
   };
 }
 
+/**
+ * Items as stored. Files named in them must be the caller's and processed,
+ * as for a response's input: history later reads a file's text by its id,
+ * so an item must never name another user's file.
+ */
+async function storedItems(db: Db, userId: string, items: ResolvedItem[]): Promise<StoredItem[]> {
+  const files = await filesForInput(db, userId, items.flatMap((it) => (it.type === 'message' ? fileIdsOf([it.content]) : [])));
+  return items.flatMap((it) => storedOf(it, files));
+}
+
 /** A visible conversation with its first items, in one transaction: a failure leaves nothing behind. */
 export async function createConversation(
   db: Db,
@@ -33,12 +45,13 @@ export async function createConversation(
   fields: { metadata: Record<string, string>; title: string | null },
   items: ResolvedItem[],
 ): Promise<Conversation> {
+  const stored = await storedItems(db, owner.userId, items);
   return db.transaction(async (tx) => {
     const [row] = await tx
       .insert(conversations)
       .values({ userId: owner.userId, organizationId: owner.organizationId, metadata: fields.metadata, title: fields.title, hidden: false })
       .returning();
-    await appendItems(tx, [{ conversationId: row!.id, responseId: null, items: items.flatMap(storedOf), isNew: true }]);
+    await appendItems(tx, [{ conversationId: row!.id, responseId: null, items: stored, isNew: true }]);
     return row!;
   });
 }
@@ -144,8 +157,8 @@ export async function findItem(db: Db, conversationId: string, itemId: string): 
 }
 
 /** Appends items after the conversation's last one; returns them as stored, in order. */
-export async function addItems(db: Db, conversationId: string, items: ResolvedItem[]): Promise<ItemView[]> {
-  const stored = items.flatMap(storedOf);
+export async function addItems(db: Db, userId: string, conversationId: string, items: ResolvedItem[]): Promise<ItemView[]> {
+  const stored = await storedItems(db, userId, items);
   return db.transaction(async (tx) => {
     await appendItems(tx, [{ conversationId, responseId: null, items: stored, isNew: false }]);
     const ids = stored.map((s) => s.itemId!);

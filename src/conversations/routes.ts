@@ -190,7 +190,7 @@ export const conversationRoutes: FastifyPluginAsyncZod<{ db: Db }> = async (app,
       const { userId } = principalOf(req);
       const conversation = await findOwnedConversation(db, req.params.id, userId);
       const items = await parseItems(db, userId, req.body.items);
-      const data = await addItems(db, conversation.id, items);
+      const data = await addItems(db, userId, conversation.id, items);
       return { object: 'list' as const, data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: false };
     },
   );

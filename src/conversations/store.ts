@@ -3,12 +3,13 @@ import type { Db } from '../db/client.ts';
 import { conversationItems, conversations, responses } from '../db/schema.ts';
 import { notFound } from '../http/api-error.ts';
 import { isUuid } from '../http/ids.ts';
+import { fileIdsOf, filesForHistory, renderFile, type FileTexts } from '../files/prompt.ts';
 import type { ChatMessage } from '../providers/types.ts';
 
 export type Conversation = typeof conversations.$inferSelect;
 
-/** Text parts as stored in `conversation_items.content` of a message item. */
-export type StoredContent = { type: string; text: string }[];
+/** Parts as stored in `conversation_items.content` of a message item: text, or a file by reference. */
+export type StoredContent = ({ type: string; text: string } | { type: 'input_file'; file_id: string; filename?: string })[];
 
 /** The content of a `function_call` item (role assistant) and of a `function_call_output` item (role tool). */
 export interface StoredCall {
@@ -24,7 +25,9 @@ export interface StoredCallOutput {
   output: string;
 }
 
-export const textOfContent = (content: StoredContent) => content.map((p) => p.text).join('\n');
+/** A message's text for a prompt; a file part becomes the file's text (from `files`, or a note that it was deleted). */
+export const textOfContent = (content: StoredContent, files: FileTexts = new Map()) =>
+  content.map((p) => ('file_id' in p && p.type === 'input_file' ? renderFile(p.file_id, files.get(p.file_id), p.filename) : (p as { text: string }).text)).join('\n');
 
 /** A conversation of the given user; another user's is the same 404 as a missing one, so its existence is never revealed. */
 export async function findOwnedConversation(db: Db, id: string, userId: string): Promise<Conversation> {
@@ -87,7 +90,7 @@ export interface Row {
  * it belongs to (the assistant message before it), its result follows as a
  * `tool` message. Pair them with pairToolCalls once the whole prompt is known.
  */
-export function messagesOf(rows: Row[]): ChatMessage[] {
+export function messagesOf(rows: Row[], files: FileTexts = new Map()): ChatMessage[] {
   const out: ChatMessage[] = [];
   const stepOf = new Map<ChatMessage, number | undefined>();
   for (const row of rows) {
@@ -110,7 +113,7 @@ export function messagesOf(rows: Row[]): ChatMessage[] {
       out.push({ role: 'tool', callId: c.call_id, content: c.output });
     } else {
       const role = row.role === 'assistant' ? 'assistant' : row.role === 'user' ? 'user' : 'system';
-      out.push({ role, content: textOfContent(row.content as StoredContent) });
+      out.push({ role, content: textOfContent(row.content as StoredContent, files) });
     }
   }
   return out;
@@ -152,9 +155,11 @@ export function pairToolCalls(messages: ChatMessage[]): ChatMessage[] {
 export async function historyWithin(db: Db, conversationId: string, budget: number): Promise<{ messages: ChatMessage[]; tokens: number }> {
   const picked: (Row & { cost: number })[] = [];
   let used = 0;
-  const window = (cut: boolean) => {
+  const window = async (cut: boolean) => {
     while (cut && picked.length > 0 && !(picked.at(-1)!.role === 'user' && picked.at(-1)!.type === 'message')) used -= picked.pop()!.cost;
-    return { messages: messagesOf(picked.reverse()), tokens: used };
+    // Files of earlier turns are read again: their current text, or a note where one was deleted.
+    const files = await filesForHistory(db, fileIdsOf(picked.filter((r) => r.type === 'message').map((r) => r.content)));
+    return { messages: messagesOf(picked.reverse(), files), tokens: used };
   };
   for (let offset = 0; offset < MAX_SCANNED; offset += PAGE) {
     const rows = await db

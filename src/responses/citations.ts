@@ -1,5 +1,6 @@
 import type { Source } from '../tools/types.ts';
-import type { UrlCitation } from './object.ts';
+import type { FileTexts } from '../files/prompt.ts';
+import type { FileCitation, UrlCitation } from './object.ts';
 
 /** Citations scanned per part at most: an answer that repeats a link a thousand times does not need a thousand annotations. */
 const MAX_CITATIONS = 64;
@@ -55,6 +56,33 @@ export function citationsOf(text: string, sources: Source[]): UrlCitation[] {
       start_index: codePoints(text, span.start),
       end_index: codePoints(text, span.end),
     });
+  }
+  return out;
+}
+
+/** A quote shorter than this is too likely to match by chance (a common phrase) to count as citing the file. */
+const MIN_QUOTE = 40;
+
+/**
+ * The `file_citation` annotations of an answer: each sentence of it at least
+ * 40 characters long that appears word for word in one of the request's
+ * files. Only exact quotes count; a paraphrase is not attributed.
+ */
+export function fileCitationsOf(text: string, files: FileTexts): FileCitation[] {
+  if (files.size === 0 || text.length < MIN_QUOTE) return [];
+  const out: FileCitation[] = [];
+  // Sentences, and clauses after a colon or semicolon: "The policy says: <quote>." quotes what follows the colon.
+  for (const m of text.matchAll(/[^.!?\n:;]+[.!?]?/g)) {
+    if (out.length >= MAX_CITATIONS) break;
+    const raw = m[0];
+    const sentence = raw.trim().replace(/^["'“‘«]+|["'”’»]+$/g, '').trim();
+    if (sentence.length < MIN_QUOTE) continue;
+    for (const [id, file] of files) {
+      if (!file.text.includes(sentence)) continue;
+      const end = m.index + raw.trimEnd().length;
+      out.push({ type: 'file_citation', file_id: id, filename: file.filename, index: codePoints(text, end) });
+      break;
+    }
   }
   return out;
 }

@@ -1,13 +1,25 @@
 import { randomUUID } from 'node:crypto';
 import type { Principal } from '../auth/key-auth.ts';
-import { findOwnedConversation, findOwnedItems, historyTokens, historyWithin, messagesOf, pairToolCalls, systemMessageOf, type Row } from '../conversations/store.ts';
+import {
+  findOwnedConversation,
+  findOwnedItems,
+  historyTokens,
+  historyWithin,
+  messagesOf,
+  pairToolCalls,
+  systemMessageOf,
+  textOfContent,
+  type Row,
+} from '../conversations/store.ts';
 import type { Db } from '../db/client.ts';
 import { badRequest } from '../http/api-error.ts';
 import type { ChatMessage } from '../providers/types.ts';
 import type { ModelConfig } from '../router/catalog.ts';
 import { assertProjectMember } from '../tenancy/projects.ts';
 import { countMessageTokens, countTokens } from '../tokens.ts';
-import type { InputItem, ResolvedItem } from './input-items.ts';
+import { selectExcerpts } from '../files/excerpts.ts';
+import { fileIdsOf, filesForInput, renderFile, type FileTexts } from '../files/prompt.ts';
+import { partText, type InputItem, type MessagePart, type ResolvedItem } from './input-items.ts';
 import { functionCallId, functionCallOutputId, messageId } from './object.ts';
 import type { StoredItem } from './records.ts';
 import type { CreateRequest } from './request.ts';
@@ -28,6 +40,12 @@ export interface PreparedContext {
   fixedTokens: number;
   /** Tokens of the whole eligible history. */
   historyTokens: number;
+  /** The text of the files the input names, by id. */
+  files: FileTexts;
+  /** Of `fixedTokens`, those of file text that excerpts may leave out for a model with a smaller window. */
+  shrinkableTokens: number;
+  /** The request's own words (its user text), that excerpts are chosen by. */
+  query: string;
 }
 
 export interface ResponseContext {
@@ -37,12 +55,20 @@ export interface ResponseContext {
   messages: ChatMessage[];
   promptTokens: number;
   maxOutputTokens: number;
+  /** Set when the files' text did not fit and passages were selected: how many of how many. */
+  excerpts?: { kept: number; total: number } | undefined;
 }
 
+/** However small the window, excerpts of at least this many tokens are given (fewer would not be worth a model call). */
+const MIN_FILE_TOKENS = 1000;
+
 /** An input item as a conversation item; a server tool's call sent back with its result becomes both. */
-export function storedOf(item: ResolvedItem): StoredItem[] {
+export function storedOf(item: ResolvedItem, files: FileTexts = new Map()): StoredItem[] {
   if (item.type === 'message') {
-    return [{ role: item.role, itemId: messageId(), content: item.content, tokens: countTokens(item.content.map((p) => p.text).join('\n')) }];
+    // A file part is stored with its name as it is now, for history and input item listings.
+    const content = item.content.map((p): MessagePart => (p.type === 'input_file' ? { type: 'input_file', file_id: p.file_id, filename: files.get(p.file_id)?.filename ?? p.filename } : p));
+    // Counted with the files' text, so that history budgets know what re-reading them will cost.
+    return [{ role: item.role, itemId: messageId(), content, tokens: countTokens(textOfContent(content, files)) }];
   }
   const output = (callId: string, text: string): StoredItem => ({
     role: 'tool',
@@ -73,7 +99,7 @@ function resolvedOf(row: Row): ResolvedItem {
     return { type: 'function_call_output', callId: c.call_id, output: c.output };
   }
   const role = row.role === 'assistant' || row.role === 'system' || row.role === 'developer' ? row.role : 'user';
-  return { type: 'message', role, content: row.content as { type: 'input_text' | 'output_text'; text: string }[] };
+  return { type: 'message', role, content: row.content as MessagePart[] };
 }
 
 /** Items with every `item_reference` replaced by the user's own stored item (and the result of a referenced call). */
@@ -102,8 +128,11 @@ export async function prepareContext(db: Db, principal: Principal, req: CreateRe
   if (req.projectId !== null) await assertProjectMember(db, req.projectId, principal);
   const system = req.instructions ?? (existing === null ? null : await systemMessageOf(db, existing));
   const head: ChatMessage[] = system === null || system === '' ? [] : [{ role: 'system', content: system }];
-  const input = (await resolveItems(db, principal.userId, req.input)).flatMap(storedOf);
-  const inputMessages = messagesOf(input);
+  const resolved = await resolveItems(db, principal.userId, req.input);
+  const files = await filesForInput(db, principal.userId, resolved.flatMap((it) => (it.type === 'message' ? fileIdsOf([it.content]) : [])));
+  const input = resolved.flatMap((it) => storedOf(it, files));
+  const inputMessages = messagesOf(input, files);
+  const fileTokens = [...files].reduce((sum, [id, f]) => sum + countTokens(renderFile(id, f, undefined)), 0);
   return {
     existing,
     conversationId: existing ?? randomUUID(),
@@ -112,7 +141,30 @@ export async function prepareContext(db: Db, principal: Principal, req: CreateRe
     input,
     fixedTokens: countMessageTokens([...head, ...inputMessages]),
     historyTokens: existing === null ? 0 : await historyTokens(db, existing),
+    files,
+    shrinkableTokens: Math.max(0, fileTokens - MIN_FILE_TOKENS),
+    query: resolved.flatMap((it) => (it.type === 'message' && it.role === 'user' ? it.content.map(partText) : [])).join('\n'),
   };
+}
+
+/**
+ * The input's messages for one model: as prepared when they fit, otherwise
+ * with the files' text cut down to the passages most related to the request
+ * (excerpts.ts). The files get what the window leaves after the rest of the
+ * input, the answer, and some history (up to a quarter of the window).
+ */
+function inputFor(prepared: PreparedContext, room: number): { messages: ChatMessage[]; tokens: number; excerpts?: { kept: number; total: number } } {
+  const whole = { messages: prepared.inputMessages, tokens: prepared.fixedTokens };
+  if (prepared.files.size === 0) return whole;
+  const historyShare = Math.min(prepared.historyTokens, Math.floor(room / 4));
+  if (prepared.fixedTokens + historyShare <= room) return whole;
+  const fileTokens = prepared.shrinkableTokens + MIN_FILE_TOKENS;
+  const others = prepared.fixedTokens - fileTokens;
+  // Tags, notes and passage separators take a little: kept out of the budget the passages share.
+  const budget = Math.max(MIN_FILE_TOKENS, room - historyShare - others - 50 * prepared.files.size);
+  const picked = selectExcerpts(prepared.files, budget, prepared.query);
+  const messages = messagesOf(prepared.input, picked.texts);
+  return { messages, tokens: countMessageTokens([...prepared.head, ...messages]), excerpts: { kept: picked.kept, total: picked.total } };
 }
 
 /** The output a request may use on a model: what it asked for, capped by the model. */
@@ -127,23 +179,26 @@ export const outputBudget = (req: CreateRequest, model: ModelConfig) =>
 export async function contextFor(db: Db, prepared: PreparedContext, req: CreateRequest, model: ModelConfig, addedTokens = 0): Promise<ResponseContext> {
   const maxOutputTokens = outputBudget(req, model);
   // `addedTokens`: what this response's own tool steps add after the input; history gives way to them.
-  const budget = model.context_window - maxOutputTokens - prepared.fixedTokens - addedTokens;
+  const room = model.context_window - maxOutputTokens - addedTokens;
+  const input = inputFor(prepared, room);
+  const budget = room - input.tokens;
   if (budget < 0) {
     throw badRequest(
       'context_length_exceeded',
-      `the input and instructions are ${prepared.fixedTokens} tokens; this model takes ${model.context_window - maxOutputTokens} with ${maxOutputTokens} kept for the answer`,
+      `the input and instructions are ${input.tokens} tokens; this model takes ${model.context_window - maxOutputTokens} with ${maxOutputTokens} kept for the answer`,
       'input',
     );
   }
   const history = prepared.existing === null ? { messages: [], tokens: 0 } : await historyWithin(db, prepared.existing, budget);
-  const turns = [...history.messages, ...prepared.inputMessages];
-  checkResults(turns, prepared.inputMessages);
+  const turns = [...history.messages, ...input.messages];
+  checkResults(turns, input.messages);
   return {
     conversationId: prepared.conversationId,
     newConversation: prepared.existing === null,
     messages: [...prepared.head, ...pairToolCalls(turns)],
-    promptTokens: prepared.fixedTokens + history.tokens,
+    promptTokens: input.tokens + history.tokens,
     maxOutputTokens,
+    excerpts: input.excerpts,
   };
 }
 

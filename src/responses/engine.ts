@@ -5,9 +5,10 @@ import type { Source, ToolName } from '../tools/types.ts';
 import { countMessageTokens, countTokens } from '../tokens.ts';
 import { describe, type ModelCall } from './attempts.ts';
 import type { ResponseBuilder } from './builder.ts';
-import { citationsOf } from './citations.ts';
+import { citationsOf, fileCitationsOf } from './citations.ts';
+import type { FileTexts } from '../files/prompt.ts';
 import type { ResponseEvent } from './events.ts';
-import { callId, emptyPart, functionCallId, messageId, type FunctionCallItem, type MessageItem } from './object.ts';
+import { callId, emptyPart, functionCallId, messageId, type Annotation, type FunctionCallItem, type MessageItem } from './object.ts';
 import { hasTools, type ResponseTools } from './toolset.ts';
 
 /** What the loop needs to open the next model call (with failover), given what this response has added to the prompt. */
@@ -17,6 +18,8 @@ export type NextCall = (step: { messages: ChatMessage[]; tokens: number; withToo
 
 export interface EngineRun {
   builder: ResponseBuilder;
+  /** The text of the input's files, for file_citation annotations. */
+  files?: FileTexts | undefined;
   /** The first model call, already past its first event (the commit point of the response). */
   first: ModelCall;
   next: NextCall;
@@ -69,6 +72,8 @@ interface OpenCall {
  * event goes through the builder's reducer before it leaves, so the builder
  * holds the response as the client saw it.
  */
+const NO_FILES: FileTexts = new Map();
+
 export async function* runResponse(run: EngineRun): AsyncGenerator<ResponseEvent> {
   const b = run.builder;
   let seq = 0;
@@ -112,7 +117,7 @@ export async function* runResponse(run: EngineRun): AsyncGenerator<ResponseEvent
         const { item, index } = message;
         const part = item.content[0]!;
         const at = { item_id: item.id, output_index: index, content_index: 0 };
-        const annotations = citationsOf(part.text, sources);
+        const annotations: Annotation[] = [...citationsOf(part.text, sources), ...fileCitationsOf(part.text, run.files ?? NO_FILES)];
         for (const [i, annotation] of annotations.entries()) {
           yield emit({ type: 'response.output_text.annotation.added', sequence_number: seq++, ...at, annotation_index: i, annotation });
         }

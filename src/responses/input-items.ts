@@ -14,11 +14,29 @@ const MAX_ID = 128;
 
 export type InputRole = 'user' | 'assistant' | 'system' | 'developer';
 
+export interface TextPart {
+  type: 'input_text' | 'output_text';
+  text: string;
+}
+
+/** An uploaded file in a message: stored by reference, its text read when a prompt is built. */
+export interface FilePart {
+  type: 'input_file';
+  file_id: string;
+  /** Filled in from the file when the request is prepared. */
+  filename?: string;
+}
+
+export type MessagePart = TextPart | FilePart;
+
+/** A part's own text: a file part has none (its file's text goes into prompts, not into the message). */
+export const partText = (p: MessagePart) => (p.type === 'input_file' ? '' : p.text);
+
 export interface InputMessage {
   type: 'message';
   role: InputRole;
-  /** The text parts, as stored in the conversation. */
-  content: { type: 'input_text' | 'output_text'; text: string }[];
+  /** The parts, as stored in the conversation. */
+  content: MessagePart[];
 }
 
 export interface InputCall {
@@ -46,7 +64,13 @@ export type InputItem = InputMessage | InputCall | InputCallOutput | InputRefere
 export type ResolvedItem = Exclude<InputItem, InputReference>;
 
 const textPart = z.object({ type: z.enum(['input_text', 'output_text']), text: storableString() });
-const filePart = z.object({ type: z.literal('input_file'), file_id: storableString().optional() });
+const filePart = z.object({
+  type: z.literal('input_file'),
+  file_id: storableString().max(MAX_ID).optional(),
+  filename: storableString().max(1024).optional(),
+  file_data: z.string().optional(),
+  file_url: z.string().optional(),
+});
 const part = z.discriminatedUnion('type', [textPart, filePart]);
 const id = storableString().min(1).max(MAX_ID);
 
@@ -96,9 +120,25 @@ export function parseInputItem(raw: unknown, i: number): Parsed {
       if (!parsed.success) return issues(parsed.error);
       const v = parsed.data;
       const content = typeof v.content === 'string' ? [{ type: 'input_text' as const, text: v.content }] : v.content;
-      const file = content.findIndex((p) => p.type === 'input_file');
-      if (file >= 0) return new UnsupportedItem(`input[${i}].content[${file}]`, 'unsupported_content_type', 'input_file parts are not supported by this server yet');
-      return { type: 'message', role: v.role, content: content as InputMessage['content'] };
+      const parts: MessagePart[] = [];
+      for (const [j, p] of content.entries()) {
+        if (p.type !== 'input_file') {
+          parts.push(p);
+          continue;
+        }
+        const param = `input[${i}].content[${j}]`;
+        if (v.role !== 'user') return new UnsupportedItem(param, 'unsupported_content_type', `${param}: input_file parts belong in user messages`);
+        if (p.file_data !== undefined || p.file_url !== undefined) {
+          return new UnsupportedItem(
+            param,
+            'unsupported_file_source',
+            `${param}: file_data and file_url are not supported; upload the file with POST /v1/files and send {type:"input_file", file_id}`,
+          );
+        }
+        if (p.file_id === undefined) return new UnsupportedItem(`${param}.file_id`, 'missing_file_id', `${param}: an input_file part needs a file_id`);
+        parts.push({ type: 'input_file', file_id: p.file_id });
+      }
+      return { type: 'message', role: v.role, content: parts };
     }
     case 'function_call': {
       const parsed = functionCall.safeParse(raw);
@@ -128,4 +168,4 @@ export function parseInputItem(raw: unknown, i: number): Parsed {
 
 /** A request must say something: some message text, or a function's result, call or reference. */
 export const hasSubstance = (items: InputItem[]) =>
-  items.some((it) => it.type !== 'message' || it.content.some((p) => p.text.trim() !== ''));
+  items.some((it) => it.type !== 'message' || it.content.some((p) => p.type === 'input_file' || p.text.trim() !== ''));

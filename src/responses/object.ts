@@ -11,7 +11,15 @@ export interface UrlCitation {
   end_index: number;
 }
 
-export type Annotation = UrlCitation;
+/** A sentence of the answer found word for word in an input file; `index` is the code point offset where the quote ends. */
+export interface FileCitation {
+  type: 'file_citation';
+  file_id: string;
+  filename: string;
+  index: number;
+}
+
+export type Annotation = UrlCitation | FileCitation;
 
 export interface OutputText {
   type: 'output_text';

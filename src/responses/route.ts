@@ -24,6 +24,7 @@ import { openCall, type CallBuilder, type CallOutcome } from './attempts.ts';
 import { echoOf, ResponseBuilder } from './builder.ts';
 import { collect } from './collect.ts';
 import { contextFor, outputBudget, prepareContext, type PreparedContext } from './context.ts';
+import { partText } from './input-items.ts';
 import { runResponse, type NextCall } from './engine.ts';
 import { logFinished, noModel, unroutable, upstreamFailure } from './errors.ts';
 import type { ResponseEvent } from './events.ts';
@@ -82,8 +83,9 @@ class CancelAbort extends Error {
 function featuresOf(request: CreateRequest, prepared: PreparedContext, tools: ResponseTools, allowedCountries: ReadonlySet<string> | null): RequestFeatures {
   return {
     promptTokens: prepared.fixedTokens + prepared.historyTokens,
-    requiredTokens: prepared.fixedTokens,
-    inputText: request.input.flatMap((m) => (m.type === 'message' && m.role === 'user' ? m.content.map((p) => p.text) : [])).join('\n'),
+    // Files' text can give way to excerpts (context.ts): only a part of it is required.
+    requiredTokens: prepared.fixedTokens - prepared.shrinkableTokens,
+    inputText: request.input.flatMap((m) => (m.type === 'message' && m.role === 'user' ? m.content.map(partText) : [])).join('\n'),
     retrieval: request.projectId !== null,
     reasoningEffort: request.reasoningEffort,
     // Tools the client asked for need a model that can call them; the default catalogue goes only to models that can.
@@ -231,6 +233,9 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
       (added: { messages: ChatMessage[]; tokens: number }, withTools: boolean, first: boolean): CallBuilder =>
       async (model) => {
         const context = await contextFor(db, prepared, request, model, added.tokens);
+        if (context.excerpts !== undefined) {
+          req.log.info({ model: model.id, kept: context.excerpts.kept, passages: context.excerpts.total }, "files' text did not fit the model: excerpts selected");
+        }
         // Tools stay defined on a step that may not call them (the last one): upstreams refuse tool history without them.
         const offer = hasTools(tools) && model.capabilities.includes('tools');
         const choice = withTools ? (first ? tools.firstChoice : undefined) : 'none';
@@ -327,6 +332,7 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
 
     lastModel = first.call.model;
     const events = runResponse({
+      files: prepared.files,
       builder,
       first: first.call,
       next,

@@ -10,10 +10,17 @@ const urlCitation = z.object({
   end_index: z.number().int(),
 });
 
+const fileCitation = z.object({
+  type: z.literal('file_citation'),
+  file_id: z.string(),
+  filename: z.string(),
+  index: z.number().int().describe("Code point offset in the part's text where the quoted sentence ends"),
+});
+
 const outputText = z.object({
   type: z.literal('output_text'),
   text: z.string(),
-  annotations: z.array(urlCitation),
+  annotations: z.array(z.union([urlCitation, fileCitation])),
   logprobs: z.array(z.unknown()),
 });
 

@@ -1,3 +1,4 @@
+import { partText } from './input-items.ts';
 import { and, eq } from 'drizzle-orm';
 import type { Principal } from '../auth/key-auth.ts';
 import type { Db } from '../db/client.ts';
@@ -43,7 +44,7 @@ export function startRecord(args: {
   // Without storing, nothing of the request is written: no title, no instructions, no input kept for recovery.
   const keep = request.store;
   const first = request.input.find((m) => m.type === 'message' && m.role === 'user');
-  const text = first?.type === 'message' ? first.content.map((p) => p.text).join(' ') : undefined;
+  const text = first?.type === 'message' ? first.content.map(partText).join(' ') : undefined;
   // By code points, so an emoji at the cut is not split into a lone surrogate.
   const title = text === undefined ? null : Array.from(text).slice(0, 100).join('');
   return {

@@ -5,6 +5,7 @@ import { assertPolicy } from '../limits/policy.ts';
 import { usageRoutes } from '../limits/usage-route.ts';
 import type { KeyAuth } from '../auth/key-auth.ts';
 import { conversationRoutes } from '../conversations/routes.ts';
+import { fileRoutes, type FileRouteOptions } from '../files/routes.ts';
 import { errorResponses } from '../http/schemas.ts';
 import { responseItemRoutes } from '../responses/item-routes.ts';
 import { responseRoutes, type ResponseRouteOptions } from '../responses/route.ts';
@@ -22,7 +23,7 @@ const model = z.object({
 const STARTED = Math.floor(Date.now() / 1000);
 
 /** The public API. Every route here requires an API key. */
-export const v1Routes: FastifyPluginAsyncZod<{ keyAuth: KeyAuth; cancelWaitMs: number } & ResponseRouteOptions> = async (app, opts) => {
+export const v1Routes: FastifyPluginAsyncZod<{ keyAuth: KeyAuth; cancelWaitMs: number; files: FileRouteOptions } & ResponseRouteOptions> = async (app, opts) => {
   requireApiKey(app, opts.keyAuth);
   // Suspension, API-access policy and trial end refuse every /v1 request.
   app.addHook('onRequest', async (req) => assertPolicy(principalOf(req), opts.now()));
@@ -52,4 +53,5 @@ export const v1Routes: FastifyPluginAsyncZod<{ keyAuth: KeyAuth; cancelWaitMs: n
   await app.register(responseItemRoutes, { db, cancels, cancelWaitMs: opts.cancelWaitMs });
   await app.register(conversationRoutes, { db });
   await app.register(usageRoutes, { db: opts.db, now: opts.now });
+  await app.register(fileRoutes, opts.files);
 };

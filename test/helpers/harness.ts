@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { stringify } from 'yaml';
-import { buildApp } from '../../src/app.ts';
+import { buildApp, type AppDeps } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
 import type { Database } from '../../src/db/client.ts';
 import type { ToolboxOptions } from '../../src/tools/registry.ts';
@@ -34,6 +34,8 @@ export interface HarnessOptions {
   tools?: Record<string, unknown>;
   /** Replaces DNS for web_fetch. */
   lookup?: ToolboxOptions['lookup'];
+  /** The file extraction's sweep period and upload wait. */
+  files?: AppDeps['files'];
 }
 
 /** Writes a config object as an EUGPT_CONFIG file. */
@@ -72,7 +74,13 @@ export type TestServer = Omit<Harness, 'upstream'>;
 /** The app on a fresh database, listening on a free port, with one tenant, for the given config file. */
 export async function startServer(
   configFile: string,
-  opts: { keepAliveMs?: number | undefined; env?: Record<string, string> | undefined; now?: () => number; lookup?: ToolboxOptions['lookup'] } = {},
+  opts: {
+    keepAliveMs?: number | undefined;
+    env?: Record<string, string> | undefined;
+    now?: () => number;
+    lookup?: ToolboxOptions['lookup'];
+    files?: AppDeps['files'];
+  } = {},
 ): Promise<TestServer> {
   const database = await openTestDatabase();
   const config = loadConfig({ EUGPT_ADMIN_TOKEN: ADMIN_TOKEN, EUGPT_CONFIG: configFile, FAKE_UPSTREAM_KEY: 'sk-upstream-secret', ...opts.env });
@@ -83,6 +91,7 @@ export async function startServer(
     responses: { keepAliveMs: opts.keepAliveMs },
     ...(opts.now ? { now: opts.now } : {}),
     ...(opts.lookup ? { tools: { lookup: opts.lookup } } : {}),
+    ...(opts.files ? { files: opts.files } : {}),
   });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const origin = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
