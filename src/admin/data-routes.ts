@@ -5,10 +5,8 @@ import { z } from 'zod';
 import type { KeyAuth } from '../auth/key-auth.ts';
 import type { Db } from '../db/client.ts';
 import { eraseOrganization, eraseUser, exportOrganization, exportUser } from '../data/subject.ts';
-import { users } from '../db/schema.ts';
 import { badRequest } from '../http/api-error.ts';
 import { errorResponses, uuidParam } from '../http/schemas.ts';
-import { eq } from 'drizzle-orm';
 
 /**
  * A person's data on request (GDPR articles 15, 17, 20): export and erasure
@@ -86,10 +84,9 @@ export const dataRoutes: FastifyPluginAsyncZod<{ db: Db; keyAuth: KeyAuth; now: 
     },
     async (req) => {
       mustConfirm(req.body);
-      const [user] = await db.select({ organizationId: users.organizationId }).from(users).where(eq(users.id, req.params.id));
-      const gone = await eraseUser(db, req.params.id);
+      const { erased: gone, organizationId } = await eraseUser(db, req.params.id);
       // Its keys are gone from the database; this instance forgets them at once, others within the cache's TTL.
-      if (user !== undefined) keyAuth.forgetOrganization(user.organizationId);
+      keyAuth.forgetOrganization(organizationId);
       req.log.warn({ user_id: req.params.id, ...gone }, 'user erased');
       return { object: 'user.erased' as const, id: req.params.id, ...gone };
     },

@@ -195,11 +195,12 @@ export interface Erased {
  * totals stay under the user's random id, with nothing left to tie them to a
  * person. One transaction: all of it or nothing.
  */
-export async function eraseUser(db: Db, userId: string): Promise<Erased> {
-  const [user] = await db.select({ id: users.id }).from(users).where(eq(users.id, userId));
+export async function eraseUser(db: Db, userId: string): Promise<{ erased: Erased; organizationId: string }> {
+  const [user] = await db.select({ organizationId: users.organizationId }).from(users).where(eq(users.id, userId));
   if (user === undefined) throw notFound('user_not_found', `user ${userId} not found`);
   await assertIdle(db, responses.userId, userId);
-  return db.transaction(async (tx) => eraseWhere(tx, [userId]));
+  const erased = await db.transaction(async (tx) => eraseWhere(tx, [userId]));
+  return { erased, organizationId: user.organizationId };
 }
 
 /** Erases every user of an organisation, then the organisation; its usage totals stay. */

@@ -111,8 +111,8 @@ function estimateFor(request: CreateRequest, prepared: PreparedContext, decision
 const reservationTtl = (catalog: Catalog) =>
   catalog.router.failover.deadline_ms + Math.max(0, ...catalog.providers.map((p) => p.timeouts.total_ms)) + 60_000;
 
-/** Models that can take a call offered tools: those with the capability, or every candidate when no tools are offered. */
-const toolCapable = (models: ModelConfig[], withTools: boolean) => (withTools ? models.filter((m) => m.capabilities.includes('tools')) : models);
+/** Models that can read tool calls in their prompt. */
+const toolCapable = (models: ModelConfig[]) => models.filter((m) => m.capabilities.includes('tools'));
 
 /** What became of a finished response's write, as far as its client is concerned. */
 type Stored = 'stored' | 'bare' | 'late' | 'failed';
@@ -175,7 +175,7 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
         ? null
         : // A tool loop holds its reservation across its steps.
           { id: randomUUID(), estimate, windows, limited, expiresAt: new Date(now + reservationTtl(catalog) * (hasTools(tools) ? toolbox.maxSteps : 1)), now };
-    const first = new ResponseBuilder(identity.id, identity.createdAt, decision.model.id, prepared.conversationId, echoOf(request));
+    const builder = new ResponseBuilder(identity.id, identity.createdAt, decision.model.id, prepared.conversationId, echoOf(request));
     const start = startRecord({
       responseId: identity.id,
       instanceId: recovery.instanceId,
@@ -183,13 +183,13 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
       request,
       prepared,
       model: decision.model.id,
-      body: first.snapshot(),
+      body: builder.snapshot(),
       reservationId: ask?.id ?? null,
       windows,
     });
     const result = await writer.admit(ask, start);
     if (!result.admitted) throw result.refusal;
-    return { request, prepared, decision, reservation: { ...result.reservation, windows }, identity, tools };
+    return { request, prepared, decision, reservation: { ...result.reservation, windows }, identity, tools, builder };
   }
 
   async function create(req: FastifyRequest, reply: FastifyReply, body: unknown) {
@@ -205,9 +205,8 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
       if (!hasThem) reply.headers(await snapshotHeaders(db, principal, windows, now).catch(() => ({})));
       throw err;
     }
-    const { request, prepared, decision, reservation, identity, tools } = admitted;
+    const { request, prepared, decision, reservation, identity, tools, builder } = admitted;
     reply.headers(rateHeaders(reservation.states, now));
-    const builder = new ResponseBuilder(identity.id, identity.createdAt, decision.model.id, prepared.conversationId, echoOf(request));
 
     // A client that goes away aborts the upstream call at once; so does the end of the shutdown grace period.
     const client = new AbortController();
@@ -268,7 +267,7 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     const next: NextCall = async ({ messages, tokens, withTools }) => {
       const all = [lastModel, ...candidates.filter((m) => m.id !== lastModel.id)];
       // A step in a tool loop goes to models that can read tool calls, when there are any.
-      const capable = toolCapable(all, true);
+      const capable = toolCapable(all);
       const order = capable.length > 0 ? capable : all;
       if (reservation.id !== null) {
         // The prompt as sent: history gives way to the window, so it never counts past the largest one.
