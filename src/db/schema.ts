@@ -14,6 +14,7 @@ import {
   uniqueIndex,
   uuid,
   customType,
+  real,
 } from 'drizzle-orm/pg-core';
 
 /**
@@ -366,3 +367,104 @@ export const auditEvents = pgTable(
   },
   (t) => [index('audit_events_at_idx').on(t.at), index('audit_events_target_idx').on(t.targetType, t.targetId)],
 );
+
+/**
+ * Blob writes under way: a row is made before the first byte is stored and
+ * removed once the file row that points at the blob is committed. A row
+ * whose instance stopped beating (or that is very old) marks bytes a crash
+ * left behind, which the retention loop deletes (files/orphans.ts).
+ */
+export const blobUploads = pgTable('blob_uploads', {
+  key: text('key').primaryKey(),
+  storage: text('storage', { enum: ['database', 's3'] }).notNull(),
+  instanceId: uuid('instance_id').notNull(),
+  startedAt: timestamp('started_at', { withTimezone: true }).notNull().defaultNow(),
+});
+
+/** A project's corpus: the files its members added for retrieval. */
+export const projectFiles = pgTable(
+  'project_files',
+  {
+    projectId: uuid('project_id')
+      .notNull()
+      .references(() => projects.id, { onDelete: 'cascade' }),
+    fileId: uuid('file_id')
+      .notNull()
+      .references(() => files.id, { onDelete: 'cascade' }),
+    /** The member who added it; null once that user is erased. */
+    addedBy: uuid('added_by').references(() => users.id, { onDelete: 'set null' }),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.projectId, t.fileId] }), index('project_files_file_idx').on(t.fileId)],
+);
+
+/**
+ * A file's retrieval index: made once per file (whatever the number of
+ * projects holding it) by a job any instance can claim (`locked_until`).
+ */
+export const fileIndexes = pgTable(
+  'file_indexes',
+  {
+    fileId: uuid('file_id')
+      .primaryKey()
+      .references(() => files.id, { onDelete: 'cascade' }),
+    /** pending → indexed, or error (with `details`). */
+    status: text('status', { enum: ['pending', 'indexed', 'error'] }).notNull().default('pending'),
+    details: text('details'),
+    /** The text-search configuration chosen for the document's language (`german`, `simple`…). */
+    language: text('language'),
+    chunks: integer('chunks').notNull().default(0),
+    /** The embeddings model the chunks' vectors came from; null when indexed for full-text only. */
+    embeddingModel: text('embedding_model'),
+    attempts: integer('attempts').notNull().default(0),
+    lockedUntil: timestamp('locked_until', { withTimezone: true }),
+    createdAt: createdAt(),
+    indexedAt: timestamp('indexed_at', { withTimezone: true }),
+  },
+  (t) => [index('file_indexes_pending_idx').on(t.createdAt).where(sql`${t.status} = 'pending'`)],
+);
+
+/** A full-text search document as PostgreSQL stores it. */
+const tsvector = customType<{ data: string; driverData: string }>({ dataType: () => 'tsvector' });
+
+/** The retrieval units of an indexed file, each with its heading and page when known. */
+export const fileChunks = pgTable(
+  'file_chunks',
+  {
+    id: bigint('id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
+    fileId: uuid('file_id')
+      .notNull()
+      .references(() => files.id, { onDelete: 'cascade' }),
+    seq: integer('seq').notNull(),
+    text: text('text').notNull(),
+    heading: text('heading'),
+    page: integer('page'),
+    tokens: integer('tokens').notNull(),
+    /** The text-search configuration `tsv` was made with. */
+    language: text('language').notNull(),
+    tsv: tsvector('tsv').notNull(),
+    /** The chunk's embedding; compared with pgvector when the database has it, in the server otherwise. */
+    embedding: real('embedding').array(),
+  },
+  (t) => [
+    uniqueIndex('file_chunks_file_seq_key').on(t.fileId, t.seq),
+    index('file_chunks_tsv_idx').using('gin', t.tsv),
+  ],
+);
+
+/**
+ * The running summary of a conversation's older turns: the items up to
+ * `through_position` are replaced by `text` when the history does not fit a
+ * model's window. Updated incrementally (the old summary plus the turns
+ * since) as the conversation grows (conversations/summary.ts).
+ */
+export const conversationSummaries = pgTable('conversation_summaries', {
+  conversationId: uuid('conversation_id')
+    .primaryKey()
+    .references(() => conversations.id, { onDelete: 'cascade' }),
+  text: text('text').notNull(),
+  throughPosition: integer('through_position').notNull(),
+  tokens: integer('tokens').notNull(),
+  model: text('model').notNull(),
+  updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+});
