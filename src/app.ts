@@ -22,6 +22,7 @@ import { ResponseWriter } from './responses/writer.ts';
 import { v1Routes } from './v1/routes.ts';
 import { createToolbox, type ToolboxOptions } from './tools/registry.ts';
 import { Cancels } from './responses/cancels.ts';
+import { Summariser } from './conversations/summary.ts';
 import { purgeExpired } from './data/retention.ts';
 import { DatabaseBlobStore } from './files/blobs.ts';
 import { FileJobs } from './files/jobs.ts';
@@ -126,6 +127,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       app.log.error({ err, response_id: record.responseId, user_id: record.userId, usage: record.usage }, 'could not store the response; stored without its content, usage counted'),
   });
   const cancels = new Cancels();
+  const summaries = new Summariser({ db: database.db, catalog: config.catalog, providers, health, log: app.log, now, settings: config.summaries });
+  // Tests wait on it to see a summary made.
+  app.decorate('summaries', summaries);
   const recovery = new Recovery(database.db, randomUUID(), {
     ...config.recovery,
     cancels,
@@ -169,6 +173,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     clearInterval(prune);
     clearInterval(retention);
     clearTimeout(shutdownTimer);
+    await summaries.close();
     await writer.close(config.storeWaitMs);
     // A clean exit leaves nothing in progress: this instance's row can go. Otherwise recovery elsewhere finishes its responses.
     await recovery.stop(writer.pending === 0).catch((err: unknown) => app.log.warn({ error: (err as Error).message }, 'could not remove the instance row'));
@@ -193,6 +198,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     recovery,
     toolbox,
     cancels,
+    summaries,
     cancelWaitMs: config.storeWaitMs + 2 * config.recovery.checkpointMs,
     files: {
       db: database.db,
@@ -211,4 +217,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   await app.register(adminRoutes, { prefix: '/admin/v1', db: database.db, adminToken: config.adminToken, keyAuth, now });
   return app;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    summaries: Summariser;
+  }
 }

@@ -7,6 +7,7 @@ import { formatPath } from './param-path.ts';
 import { catalogSchema, checkCatalog, type Catalog } from './router/catalog.ts';
 import { planConfigSchema, type PlanInput } from './tenancy/plans.ts';
 import { toolsSchema, type ToolsConfig } from './tools/config.ts';
+import type { SummarySettings } from './conversations/summary.ts';
 
 /**
  * The one place that reads process.env: one config object, parsed once at start.
@@ -86,8 +87,28 @@ const envSchema = z.object({
   EUGPT_EXTRACT_MEMORY_MB: intFromEnv(64, 65_536).default(512),
 });
 
-/** The optional config file: providers, models, router settings, plans, tools. */
-const fileSchema = z.strictObject({ ...catalogSchema, plans: z.array(planConfigSchema).default([]), tools: toolsSchema });
+/** Summaries of long conversations (conversations/summary.ts). */
+const conversationsSchema = z
+  .strictObject({
+    summaries: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        /** A catalog model id tried first for summaries; otherwise `fast` models, then the cheapest. */
+        model: z.string().min(1).optional(),
+        max_output_tokens: z.number().int().min(64).max(16_384).default(800),
+        max_calls_per_run: z.number().int().min(1).max(32).default(4),
+      })
+      .prefault({}),
+  })
+  .prefault({});
+
+/** The optional config file: providers, models, router settings, plans, tools, conversations. */
+const fileSchema = z.strictObject({
+  ...catalogSchema,
+  plans: z.array(planConfigSchema).default([]),
+  tools: toolsSchema,
+  conversations: conversationsSchema,
+});
 
 type FileConfig = z.infer<typeof fileSchema>;
 
@@ -129,6 +150,8 @@ export interface Config {
   tools: ResolvedToolsConfig;
   /** Uploaded files: the largest file, the bytes all files of one organisation may take, and the limits of text extraction. */
   files: FilesConfig;
+  /** Summaries of conversations whose history outgrew a model's window. */
+  summaries: SummarySettings;
 }
 
 export interface FilesConfig {
@@ -240,6 +263,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     catalog: catalogFrom(file, cleaned, configFile),
     plans: file.plans,
     tools: toolsFrom(file, cleaned, configFile),
+    summaries: summariesFrom(file, configFile),
     files: {
       maxBytes: e.EUGPT_FILE_MAX_BYTES,
       orgStorageBytes: e.EUGPT_ORG_STORAGE_BYTES,
@@ -247,6 +271,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       extractMemoryMb: e.EUGPT_EXTRACT_MEMORY_MB,
     },
   };
+}
+
+function summariesFrom(file: FileConfig, configFile: string | undefined): SummarySettings {
+  const s = file.conversations.summaries;
+  if (s.model !== undefined && !file.models.some((m) => m.id === s.model)) {
+    throw new ConfigError(`EUGPT_CONFIG (${configFile ?? "none"}) conversations.summaries.model: "${s.model}" is not a model of the catalog`);
+  }
+  return { enabled: s.enabled, model: s.model, maxOutputTokens: s.max_output_tokens, maxCallsPerRun: s.max_calls_per_run };
 }
 
 const cliEnvSchema = z.object({

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rowsOf } from '../src/db/client.ts';
-import { blobChunks, conversations, files, responses, usageTotals } from '../src/db/schema.ts';
+import { blobChunks, conversationSummaries, conversations, files, responses, usageTotals } from '../src/db/schema.ts';
 import { purgeExpired } from '../src/data/retention.ts';
 import { adminHeaders, bearer, createTenant, type Tenant } from './helpers/app.ts';
 import { startHarness, type Harness } from './helpers/harness.ts';
@@ -58,6 +58,8 @@ describe('export', () => {
   it("holds the user's conversations, responses, files with their bytes, keys without secrets, and usage", async () => {
     const marker = `exp-${randomUUID()}`;
     const { t, bytes } = await populated(marker);
+    const [conv] = await h.database.db.select({ id: conversations.id }).from(conversations).where(eq(conversations.userId, t.userId));
+    await h.database.db.insert(conversationSummaries).values({ conversationId: conv!.id, text: `summary ${marker}`, throughPosition: 1, tokens: 3, model: 'm' });
     const res = await admin('POST', `/users/${t.userId}/export`);
     expect(res.statusCode).toBe(200);
     expect(res.headers['content-disposition']).toContain(`user-${t.userId}.json`);
@@ -67,6 +69,7 @@ describe('export', () => {
     expect(JSON.stringify(doc.api_keys)).not.toContain('secret');
     expect(doc.conversations).toHaveLength(1);
     expect(doc.conversations[0].items.map((i: { role: string }) => i.role)).toEqual(['user', 'assistant', 'user', 'assistant']);
+    expect(doc.conversations[0].summary).toMatchObject({ text: `summary ${marker}`, through_position: 1 });
     expect(doc.responses).toHaveLength(2);
     expect(Buffer.from(doc.files[0].content_base64, 'base64').equals(bytes)).toBe(true);
     expect(doc.usage.length).toBeGreaterThan(0);

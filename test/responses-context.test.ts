@@ -7,8 +7,8 @@ import { startHarness, type Harness } from './helpers/harness.ts';
 let h: Harness;
 
 beforeAll(async () => {
-  // A small context window, so that history trimming is visible.
-  h = await startHarness({ model: { context_window: 400, max_output_tokens: 100 } });
+  // A small context window, so that history trimming is visible; the sliding window alone (summaries: conversations-summary.test.ts).
+  h = await startHarness({ model: { context_window: 400, max_output_tokens: 100 }, conversations: { summaries: { enabled: false } } });
 });
 afterAll(async () => h.close());
 beforeEach(() => {

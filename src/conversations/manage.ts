@@ -1,5 +1,6 @@
 import { and, asc, desc, eq, gt, isNull, lt, ne, not, or, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.ts';
+import { dropSummaryFrom } from './summary.ts';
 import { conversationItems, conversations, responses } from '../db/schema.ts';
 import { ApiError, notFound } from '../http/api-error.ts';
 import { storedOf } from '../responses/context.ts';
@@ -172,9 +173,13 @@ export async function addItems(db: Db, userId: string, conversationId: string, i
 }
 
 export async function deleteItem(db: Db, conversationId: string, itemId: string): Promise<void> {
-  const gone = await db
-    .delete(conversationItems)
-    .where(and(listed(conversationId), byItemId(itemId)))
-    .returning({ id: conversationItems.id });
-  if (gone.length === 0) throw notFound('item_not_found', `item ${itemId} not found`);
+  await db.transaction(async (tx) => {
+    const gone = await tx
+      .delete(conversationItems)
+      .where(and(listed(conversationId), byItemId(itemId)))
+      .returning({ position: conversationItems.position });
+    if (gone.length === 0) throw notFound('item_not_found', `item ${itemId} not found`);
+    // A summary that covers the deleted item would keep what it said.
+    await dropSummaryFrom(tx, conversationId, Math.min(...gone.map((g) => g.position)));
+  });
 }

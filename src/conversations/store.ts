@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, inArray, isNull, ne, or, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, inArray, isNull, ne, or, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.ts';
 import { conversationItems, conversations, responses } from '../db/schema.ts';
 import { notFound } from '../http/api-error.ts';
@@ -54,21 +54,26 @@ export async function systemMessageOf(db: Db, conversationId: string): Promise<s
 /** History reads stop here whatever the budget: bounds the work one request can cause. */
 const MAX_SCANNED = 4000;
 
-/** Items that count as history: user and assistant turns, tool calls and their results, of responses that did not fail. */
-const eligible = (conversationId: string) =>
+/**
+ * Items that count as history: user and assistant turns, tool calls and
+ * their results, of responses that did not fail; only those after `after`
+ * (the position a conversation's summary covers, -1 for all).
+ */
+export const eligible = (conversationId: string, after = -1) =>
   and(
     eq(conversationItems.conversationId, conversationId),
+    gt(conversationItems.position, after),
     inArray(conversationItems.role, ['user', 'assistant', 'tool']),
     or(isNull(responses.status), ne(responses.status, 'failed')),
   );
 
-/** Tokens of the whole history (bounded to the newest MAX_SCANNED items), for routing by length. */
-export async function historyTokens(db: Db, conversationId: string): Promise<number> {
+/** Tokens of the whole history after `after` (bounded to the newest MAX_SCANNED items), for routing by length. */
+export async function historyTokens(db: Db, conversationId: string, after = -1): Promise<number> {
   const newest = db
     .select({ tokens: conversationItems.tokens })
     .from(conversationItems)
     .leftJoin(responses, eq(responses.id, conversationItems.responseId))
-    .where(eligible(conversationId))
+    .where(eligible(conversationId, after))
     .orderBy(desc(conversationItems.position))
     .limit(MAX_SCANNED)
     .as('newest');
@@ -152,21 +157,27 @@ export function pairToolCalls(messages: ChatMessage[]): ChatMessage[] {
  * (system and developer items applied to their own response only), and the
  * items of failed responses are left out.
  */
-export async function historyWithin(db: Db, conversationId: string, budget: number): Promise<{ messages: ChatMessage[]; tokens: number }> {
+export async function historyWithin(
+  db: Db,
+  conversationId: string,
+  budget: number,
+  after = -1,
+): Promise<{ messages: ChatMessage[]; tokens: number; cut: boolean }> {
   const picked: (Row & { cost: number })[] = [];
   let used = 0;
+  // `cut`: older history was left out, which a summary could stand for (summary.ts).
   const window = async (cut: boolean) => {
     while (cut && picked.length > 0 && !(picked.at(-1)!.role === 'user' && picked.at(-1)!.type === 'message')) used -= picked.pop()!.cost;
     // Files of earlier turns are read again: their current text, or a note where one was deleted.
     const files = await filesForHistory(db, fileIdsOf(picked.filter((r) => r.type === 'message').map((r) => r.content)));
-    return { messages: messagesOf(picked.reverse(), files), tokens: used };
+    return { messages: messagesOf(picked.reverse(), files), tokens: used, cut };
   };
   for (let offset = 0; offset < MAX_SCANNED; offset += PAGE) {
     const rows = await db
       .select({ role: conversationItems.role, type: conversationItems.type, content: conversationItems.content, tokens: conversationItems.tokens })
       .from(conversationItems)
       .leftJoin(responses, eq(responses.id, conversationItems.responseId))
-      .where(eligible(conversationId))
+      .where(eligible(conversationId, after))
       .orderBy(desc(conversationItems.position))
       .limit(PAGE)
       .offset(offset);

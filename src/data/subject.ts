@@ -4,6 +4,7 @@ import {
   apiKeys,
   blobChunks,
   conversationItems,
+  conversationSummaries,
   conversations,
   files,
   organizations,
@@ -113,7 +114,12 @@ export async function* exportUser(db: Db, userId: string, now: Date): AsyncGener
       if (items.length < PAGE) break;
       last = items.at(-1)!.position;
     }
-    yield ']}';
+    // The running summary of older turns is content about the user too.
+    const [summary] = await db
+      .select({ text: conversationSummaries.text, through_position: conversationSummaries.throughPosition, model: conversationSummaries.model, updated_at: conversationSummaries.updatedAt })
+      .from(conversationSummaries)
+      .where(eq(conversationSummaries.conversationId, c.id));
+    yield `],"summary":${j(summary ?? null)}}`;
   });
 
   const ownResponses = pagesOf((after) =>

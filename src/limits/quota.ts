@@ -1,10 +1,11 @@
+import { randomUUID } from 'node:crypto';
 import { and, eq, inArray, lt, sql } from 'drizzle-orm';
 import type { Limits, Principal } from '../auth/key-auth.ts';
 import type { Db } from '../db/client.ts';
 import { reservations, usageTotals } from '../db/schema.ts';
 import { ApiError } from '../http/api-error.ts';
 import { addUsage, lockUsage, usageKey, type UsageDelta, type UsageKey, type UsageRow } from './ledger.ts';
-import { secondsUntil, type Window, type WindowKind } from './windows.ts';
+import { secondsUntil, windowsAt, type Window, type WindowKind } from './windows.ts';
 
 /**
  * Token quotas that hold under any concurrency and any number of instances.
@@ -269,3 +270,24 @@ export async function extendReservation(db: Db, reservation: Reservation, extra:
 
 /** How long a grown reservation is held from its last growth: a step's call and tools, with room to spare. */
 const EXTENSION_TTL_MS = 30 * 60_000;
+
+/**
+ * Reserves `estimate` tokens for a call made outside a request (a
+ * conversation's summary), in its own transaction, with the same rule as
+ * admission: null when a window cannot hold it. The reservation is given
+ * back like a response's (claimReservations), or by expiry after `ttlMs`.
+ */
+export async function reserveTokens(db: Db, principal: Principal, estimate: number, now: number, ttlMs: number): Promise<Reservation | null> {
+  const windows = windowsAt(now);
+  const limited = limitedWindows(principal, windows);
+  if (limited.length === 0) return { id: null, estimate, windows, held: [], states: [] };
+  const id = randomUUID();
+  return db.transaction(async (tx) => {
+    const rows = await lockUsage(tx, heldRows(limited));
+    const result = decideAdmission(rows, { id, estimate, windows, limited, expiresAt: new Date(now + ttlMs), now }, new Set());
+    if (!result.admitted) return null;
+    await addUsage(tx, releaseDeltas(heldRows(limited), -estimate));
+    await tx.insert(reservations).values({ id, estimate, held: heldRows(limited), expiresAt: new Date(now + ttlMs) });
+    return result.reservation;
+  });
+}

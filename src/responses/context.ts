@@ -11,6 +11,7 @@ import {
   textOfContent,
   type Row,
 } from '../conversations/store.ts';
+import { loadSummary, summaryCost, withSummary, type Summary } from '../conversations/summary.ts';
 import type { Db } from '../db/client.ts';
 import { badRequest } from '../http/api-error.ts';
 import type { ChatMessage } from '../providers/types.ts';
@@ -38,8 +39,10 @@ export interface PreparedContext {
   input: StoredItem[];
   /** Tokens of system prompt and input (with message framing). */
   fixedTokens: number;
-  /** Tokens of the whole eligible history. */
+  /** Tokens of the whole eligible history (the summary and the items after it, when there is one). */
   historyTokens: number;
+  /** The conversation's running summary of its older turns, if it has one (conversations/summary.ts). */
+  summary: Summary | null;
   /** The text of the files the input names, by id. */
   files: FileTexts;
   /** Of `fixedTokens`, those of file text that excerpts may leave out for a model with a smaller window. */
@@ -57,6 +60,12 @@ export interface ResponseContext {
   maxOutputTokens: number;
   /** Set when the files' text did not fit and passages were selected: how many of how many. */
   excerpts?: { kept: number; total: number } | undefined;
+  /**
+   * Set when older history was left out that no summary covers: the tokens
+   * of history to keep as they are when the summary catches up (half of
+   * what this prompt had for history).
+   */
+  overflow?: number | undefined;
 }
 
 /** However small the window, excerpts of at least this many tokens are given (fewer would not be worth a model call). */
@@ -133,6 +142,7 @@ export async function prepareContext(db: Db, principal: Principal, req: CreateRe
   const input = resolved.flatMap((it) => storedOf(it, files));
   const inputMessages = messagesOf(input, files);
   const fileTokens = [...files].reduce((sum, [id, f]) => sum + countTokens(renderFile(id, f, undefined)), 0);
+  const summary = existing === null ? null : await loadSummary(db, existing);
   return {
     existing,
     conversationId: existing ?? randomUUID(),
@@ -140,7 +150,9 @@ export async function prepareContext(db: Db, principal: Principal, req: CreateRe
     inputMessages,
     input,
     fixedTokens: countMessageTokens([...head, ...inputMessages]),
-    historyTokens: existing === null ? 0 : await historyTokens(db, existing),
+    historyTokens:
+      existing === null ? 0 : summary === null ? await historyTokens(db, existing) : summaryCost(summary) + (await historyTokens(db, existing, summary.throughPosition)),
+    summary,
     files,
     shrinkableTokens: Math.max(0, fileTokens - MIN_FILE_TOKENS),
     query: resolved.flatMap((it) => (it.type === 'message' && it.role === 'user' ? it.content.map(partText) : [])).join('\n'),
@@ -189,16 +201,24 @@ export async function contextFor(db: Db, prepared: PreparedContext, req: CreateR
       'input',
     );
   }
-  const history = prepared.existing === null ? { messages: [], tokens: 0 } : await historyWithin(db, prepared.existing, budget);
+  // The summary goes first when it takes at most half of the history's room; a window too small for it has the sliding window only.
+  const summary = prepared.summary !== null && summaryCost(prepared.summary) <= budget / 2 ? prepared.summary : null;
+  const summaryTokens = summary === null ? 0 : summaryCost(summary);
+  const history =
+    prepared.existing === null
+      ? { messages: [], tokens: 0, cut: false }
+      : await historyWithin(db, prepared.existing, budget - summaryTokens, summary?.throughPosition ?? -1);
   const turns = [...history.messages, ...input.messages];
   checkResults(turns, input.messages);
+  const head = summary === null ? prepared.head : withSummary(prepared.head, summary);
   return {
     conversationId: prepared.conversationId,
     newConversation: prepared.existing === null,
-    messages: [...prepared.head, ...pairToolCalls(turns)],
-    promptTokens: input.tokens + history.tokens,
+    messages: [...head, ...pairToolCalls(turns)],
+    promptTokens: input.tokens + history.tokens + summaryTokens,
     maxOutputTokens,
     excerpts: input.excerpts,
+    overflow: history.cut && (summary !== null || prepared.summary === null) ? Math.floor(budget / 2) : undefined,
   };
 }
 

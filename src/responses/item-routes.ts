@@ -1,6 +1,7 @@
 import { and, asc, desc, eq, gt, lt, sql } from 'drizzle-orm';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { dropSummaryFrom } from '../conversations/summary.ts';
 import { principalOf } from '../auth/hook.ts';
 import { byItemId, itemColumns, itemListSchema, pageOf } from '../conversations/items.ts';
 import type { Db } from '../db/client.ts';
@@ -57,8 +58,14 @@ export const responseItemRoutes: FastifyPluginAsyncZod<ItemRouteOptions> = async
         throw new ApiError(409, 'invalid_request_error', 'response_in_progress', 'the response is still being produced; cancel it first');
       }
       await db.transaction(async (tx) => {
-        await tx.delete(conversationItems).where(eq(conversationItems.responseId, id));
+        const gone = await tx
+          .delete(conversationItems)
+          .where(eq(conversationItems.responseId, id))
+          .returning({ conversationId: conversationItems.conversationId, position: conversationItems.position });
         await tx.delete(responses).where(and(eq(responses.id, id), eq(responses.userId, userId)));
+        // A summary that covers the deleted turns would keep what they said.
+        const first = gone.reduce((min, g) => Math.min(min, g.position), Infinity);
+        if (gone[0] !== undefined) await dropSummaryFrom(tx, gone[0].conversationId, first);
       });
       return { id, object: 'response' as const, deleted: true as const };
     },

@@ -31,6 +31,7 @@ import type { ResponseEvent } from './events.ts';
 import { createResponseBody, parseCreateRequest, type CreateRequest } from './request.ts';
 import { responseObjectSchema } from './schemas.ts';
 import type { Cancels } from './cancels.ts';
+import type { Summariser } from '../conversations/summary.ts';
 import type { Recovery } from './recovery.ts';
 import { streamsByDefault } from './negotiate.ts';
 import { hasTools, noTools, specsOf, toolsFor, type ResponseTools } from './toolset.ts';
@@ -48,6 +49,8 @@ export interface ResponseRouteOptions {
   toolbox: Toolbox;
   /** Responses running here, for POST /v1/responses/{id}/cancel. */
   cancels: Cancels;
+  /** Catches a conversation's summary up when its history overflowed a model's window. */
+  summaries: Summariser;
   /** Aborts when the shutdown grace period is over: streams still running end with `server_shutting_down`. */
   shutdown: AbortSignal;
   /** How long a finished response may wait for its write before the client is told it could not be stored (it stays queued). */
@@ -227,11 +230,14 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     const release = () =>
       writer.release(releaseRecord(identity.id, prepared, reservation)).catch((e: unknown) => req.log.error({ err: e }, 'could not release an admission'));
 
+    // The history this response left out that no summary covers: the summary catches up once the response is stored.
+    let overflow: number | undefined;
     /** The upstream request of one step on one model: the prompt that fits it, and what this response added. */
     const callFor =
       (added: { messages: ChatMessage[]; tokens: number }, withTools: boolean, first: boolean): CallBuilder =>
       async (model) => {
         const context = await contextFor(db, prepared, request, model, added.tokens);
+        if (context.overflow !== undefined) overflow = Math.min(overflow ?? Infinity, context.overflow);
         if (context.excerpts !== undefined) {
           req.log.info({ model: model.id, kept: context.excerpts.kept, passages: context.excerpts.total }, "files' text did not fit the model: excerpts selected");
         }
@@ -302,8 +308,14 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     const store = async (): Promise<Stored> => {
       markStopped();
       const saving = writer.finish(finishRecord(builder, prepared, principal, request, reservation));
-      saving.catch((err: unknown) =>
-        req.log.error({ err, response_id: builder.id, usage: builder.usage }, 'could not store the response; its usage is not counted'),
+      saving.then(
+        (how) => {
+          // Off the response's path: the summary is for the requests after this one.
+          if (how === 'stored' && overflow !== undefined && request.store && prepared.existing !== null) {
+            opts.summaries.request(prepared.conversationId, principal, overflow);
+          }
+        },
+        (err: unknown) => req.log.error({ err, response_id: builder.id, usage: builder.usage }, 'could not store the response; its usage is not counted'),
       );
       return within(saving, opts.storeWaitMs);
     };

@@ -32,6 +32,8 @@ export interface HarnessOptions {
   now?: () => number;
   /** The config file's `tools` section. */
   tools?: Record<string, unknown>;
+  /** The config file's `conversations` section. */
+  conversations?: Record<string, unknown>;
   /** Replaces DNS for web_fetch. */
   lookup?: ToolboxOptions['lookup'];
   /** The file extraction's sweep period and upload wait. */
@@ -66,6 +68,7 @@ export function writeConfig(upstreamUrl: string, opts: HarnessOptions = {}): str
     ],
     ...(opts.router ? { router: opts.router } : {}),
     ...(opts.tools ? { tools: opts.tools } : {}),
+    ...(opts.conversations ? { conversations: opts.conversations } : {}),
   });
 }
 
