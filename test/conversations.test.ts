@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import OpenAI, { NotFoundError } from 'openai';
+import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { conversationItems, conversations, instances, responses } from '../src/db/schema.ts';
 import { bearer, createTenant, type Tenant } from './helpers/app.ts';
 import { resetUpstream, sentTranscript, startClientServer } from './helpers/clients.ts';
-import type { Harness } from './helpers/harness.ts';
+import { TEST_DATABASE_URL } from './helpers/db.ts';
+import { eventually, type Harness } from './helpers/harness.ts';
 
 /**
  * The conversations API through the official OpenAI SDK: a conversation
@@ -262,3 +264,35 @@ describe('conversations', () => {
     expect(await client.conversations.retrieve(made.id)).toMatchObject({ id: made.id });
   });
 });
+
+if (TEST_DATABASE_URL !== undefined) {
+  const databaseUrl = TEST_DATABASE_URL;
+  describe('a conversation deleted while a response continuing it is admitted', () => {
+    it('is a clean 404 for that response, not a server error', async () => {
+      const made = await client.conversations.create();
+      // Another session deletes the conversation and holds its transaction open: the request passes its checks
+      // (the row is still visible), then its admission waits on the row, and fails once the delete commits.
+      const other = new pg.Client({ connectionString: databaseUrl });
+      await other.connect();
+      try {
+        const { rows } = await other.query<{ pid: number }>('select pg_backend_pid() as pid');
+        await other.query('begin');
+        await other.query('delete from conversations where id = $1', [made.id]);
+        const pending = h.app.inject({ method: 'POST', url: '/v1/responses', headers: bearer(h.tenant.key), payload: { input: 'Hi', conversation_id: made.id, stream: false } });
+        // Wait until the admission is blocked on the deleted row.
+        await eventually(async () => {
+          // Statistics views keep one snapshot per transaction unless it is cleared.
+          await other.query('select pg_stat_clear_snapshot()');
+          const r = await other.query<{ n: string }>('select count(*) as n from pg_stat_activity where $1 = any(pg_blocking_pids(pid))', [rows[0]!.pid]);
+          return Number(r.rows[0]!.n) > 0 ? true : undefined;
+        });
+        await other.query('commit');
+        const res = await pending;
+        expect(res.statusCode).toBe(404);
+        expect(res.json().error).toMatchObject({ code: 'conversation_not_found' });
+      } finally {
+        await other.end();
+      }
+    });
+  });
+}

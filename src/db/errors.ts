@@ -67,3 +67,6 @@ export function isDataError(err: unknown): boolean {
 
 /** True when a database error (possibly wrapped by drizzle) is a unique-constraint violation. */
 export const isUniqueViolation = (err: unknown): boolean => sqlStateOf(err) === '23505';
+
+/** A row refers to one that is gone (a conversation deleted while a request that continues it was admitted). */
+export const isForeignKeyViolation = (err: unknown): boolean => sqlStateOf(err) === '23503';

@@ -5,7 +5,8 @@ import { z } from 'zod';
 import { principalOf } from '../auth/hook.ts';
 import type { Principal } from '../auth/key-auth.ts';
 import type { Db } from '../db/client.ts';
-import { ApiError } from '../http/api-error.ts';
+import { ApiError, notFound } from '../http/api-error.ts';
+import { isForeignKeyViolation } from '../db/errors.ts';
 import { errorResponses } from '../http/schemas.ts';
 import { storableString } from '../http/text.ts';
 import type { Providers } from '../providers/registry.ts';
@@ -190,7 +191,12 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
       reservationId: ask?.id ?? null,
       windows,
     });
-    const result = await writer.admit(ask, start);
+    const result = await writer.admit(ask, start).catch((err: unknown) => {
+      // The conversation (or project) was deleted between the checks above and this write.
+      if (isForeignKeyViolation(err) && prepared.existing !== null) throw notFound('conversation_not_found', `conversation ${prepared.existing} not found`);
+      if (isForeignKeyViolation(err) && request.projectId !== null) throw notFound('project_not_found', `project ${request.projectId} not found`);
+      throw err;
+    });
     if (!result.admitted) throw result.refusal;
     return { request, prepared, decision, reservation: { ...result.reservation, windows }, identity, tools, builder };
   }
