@@ -343,7 +343,9 @@ async function main() {
     printProfiles();
   } finally {
     killAll();
-    rmSync(dir, { recursive: true, force: true });
+    // BENCH_KEEP=1 keeps the CPU profiles (and the embedded database) for a closer look.
+    if (process.env.BENCH_KEEP === '1') console.log(`kept: ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
   }
 }
 

@@ -162,7 +162,9 @@ export const DONE = Symbol('done');
 export async function* jsonEvents(call: UpstreamCall): AsyncGenerator<{ event: string | undefined; data: unknown }> {
   let finished = false;
   try {
-    for await (const message of readSse(call.body)) {
+    // Leaving this loop must not destroy the body (a readable's own iterator does, with an AbortError that
+    // costs a stack trace and closes the connection): the finally below decides between draining and destroying.
+    for await (const message of readSse(call.body.iterator({ destroyOnReturn: false }))) {
       call.firstEvent();
       if (message.data === '[DONE]') {
         finished = true;
@@ -181,6 +183,8 @@ export async function* jsonEvents(call: UpstreamCall): AsyncGenerator<{ event: s
     throw call.explain(err);
   } finally {
     call.done();
+    // Nothing reads the body any more: a late abort of the request must not become an unhandled 'error' event.
+    call.body.on('error', () => undefined);
     if (!call.body.destroyed) {
       // After [DONE] only the end of the body is left: reading it keeps the connection for the next call, where
       // destroying it would abort the request. Leaving early otherwise must stop the upstream generating at once.
