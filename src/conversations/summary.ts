@@ -342,8 +342,7 @@ export class Summariser {
     next: { text: string; throughPosition: number; tokens: number; model: string; previous: number } | null,
   ): Promise<boolean> {
     return this.deps.db.transaction(async (tx) => {
-      const claimed = reservation.id === null ? new Map() : await claimReservations(tx, [reservation.id]);
-      const givenBack = reservation.id === null ? null : (claimed.get(reservation.id) ?? null);
+      const givenBack = reservation.id === null ? null : ((await claimReservations(tx, [reservation.id])).get(reservation.id) ?? null);
       const deltas = usageDeltas(principal, reservation.windows, usage, givenBack).map((d) => ({ ...d, requests: 0 }));
       await addUsage(tx, deltas);
       if (next === null) return false;
