@@ -29,7 +29,7 @@ async function turn(conversationId: string | undefined, text: string, key = h.te
   expect(res.statusCode).toBe(200);
   // The summary is made after the response: waiting for it makes each turn's prompt predictable.
   await h.app.summaries.idle();
-  return res.json() as { id: string; conversation_id: string; usage: { total_tokens: number } };
+  return res.json<{ id: string; conversation_id: string; usage: { total_tokens: number } }>();
 }
 
 const filler = 'the quarterly figures were discussed again in some detail '.repeat(3);
