@@ -1,4 +1,8 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { loadConfig } from '../src/config.ts';
@@ -111,10 +115,6 @@ describe('docker-compose.yml', () => {
   });
 
   it('ships a valid config for each combination start.sh picks, the search ones pointing at the searxng service', () => {
-    const start = read('deploy/eugpt/start.sh');
-    expect(start).toContain('name=host-ollama');
-    expect(start).toContain('has ollama && name=ollama');
-    expect(start).toContain('has searxng && name=$name-search');
     const shipped = readdirSync(new URL('deploy/config/', root)).sort();
     expect(shipped).toEqual(['host-ollama-search.yaml', 'host-ollama.yaml', 'ollama-search.yaml', 'ollama.yaml']);
     for (const file of shipped) {
@@ -152,6 +152,73 @@ describe('docker-compose.yml', () => {
   });
 });
 
+describe("deploy/eugpt/start.sh, the server's entry point in the stack", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'eugpt-start-'));
+  const bin = join(dir, 'bin');
+  mkdirSync(bin);
+  // The compose network's DNS, for the services named in FAKE_HOSTS only.
+  writeFileSync(
+    join(bin, 'getent'),
+    '#!/bin/sh\n[ "$1" = hosts ] || exit 2\ni=10\nfor h in $FAKE_HOSTS; do i=$((i+1)); if [ "$h" = "$2" ]; then echo "172.18.0.$i    $2"; exit 0; fi; done\nexit 2\n',
+    { mode: 0o755 },
+  );
+  const script = fileURLToPath(new URL('deploy/eugpt/start.sh', root));
+  const repo = fileURLToPath(root).replace(/\/$/, '');
+
+  /** Runs the script with `env`; answers what it printed and the environment it handed the server. */
+  function start(env: Record<string, string>, dataDir: string) {
+    const printEnv = 'process.stdout.write("\\n" + JSON.stringify({ config: process.env.EUGPT_CONFIG, token: process.env.EUGPT_ADMIN_TOKEN, trust: process.env.EUGPT_TRUST_PROXY ?? null }))';
+    const out = execFileSync('sh', [script, process.execPath, '-e', printEnv], {
+      env: { PATH: `${bin}:${process.env.PATH}`, EUGPT_DATA_DIR: dataDir, FAKE_HOSTS: '', ...env },
+      encoding: 'utf8',
+      timeout: 10_000,
+    });
+    const lines = out.trimEnd().split('\n');
+    return { log: lines.slice(0, -1).join('\n'), env: JSON.parse(lines.at(-1)!) as { config: string; token: string; trust: string | null } };
+  }
+
+  it('picks the config file of the profiles that are on, or the one EUGPT_CONFIG_FILE names', () => {
+    const data = mkdtempSync(join(dir, 'data-'));
+    const cases: [string, string][] = [
+      ['', 'host-ollama.yaml'],
+      ['ollama', 'ollama.yaml'],
+      ['searxng', 'host-ollama-search.yaml'],
+      ['db ollama searxng minio caddy', 'ollama-search.yaml'],
+    ];
+    for (const [hosts, file] of cases) expect(start({ FAKE_HOSTS: hosts }, data).env.config, hosts).toBe(`${repo}/deploy/config/${file}`);
+    expect(start({ FAKE_HOSTS: 'ollama', EUGPT_CONFIG_FILE: 'examples.yaml' }, data).env.config).toBe(`${repo}/config/examples.yaml`);
+    expect(start({ EUGPT_CONFIG_FILE: 'ollama.yaml' }, data).env.config).toBe(`${repo}/config/ollama.yaml`);
+    expect(start({ EUGPT_CONFIG_FILE: 'ollama-search.yaml' }, data).env.config).toBe(`${repo}/deploy/config/ollama-search.yaml`);
+    expect(start({ EUGPT_CONFIG_FILE: '/etc/eugpt.yaml' }, data).env.config).toBe('/etc/eugpt.yaml');
+  });
+
+  it('generates the admin token once, prints it that once, keeps it private and reuses it; a set one wins', () => {
+    const data = mkdtempSync(join(dir, 'data-'));
+    const first = start({}, data);
+    expect(first.env.token).toMatch(/^[0-9a-f]{64}$/);
+    expect(first.log).toContain(`EUGPT_ADMIN_TOKEN=${first.env.token}`);
+    expect(statSync(join(data, 'admin-token')).mode & 0o777).toBe(0o600);
+    expect(readFileSync(join(data, 'admin-token'), 'utf8')).toBe(first.env.token);
+
+    const again = start({}, data);
+    expect(again.env.token).toBe(first.env.token);
+    expect(again.log).not.toContain(first.env.token);
+
+    const chosen = start({ EUGPT_ADMIN_TOKEN: 'chosen-token-0123456789' }, data);
+    expect(chosen.env.token).toBe('chosen-token-0123456789');
+    expect(chosen.log).not.toContain(first.env.token);
+  });
+
+  it('trusts X-Forwarded-For from the caddy container only, unless EUGPT_TRUST_PROXY is set', () => {
+    const data = mkdtempSync(join(dir, 'data-'));
+    expect(start({}, data).env.trust).toBeNull();
+    expect(start({ FAKE_HOSTS: 'ollama caddy' }, data).env.trust).toBe('172.18.0.12');
+    expect(start({ FAKE_HOSTS: 'caddy', EUGPT_TRUST_PROXY: '10.0.0.0/8' }, data).env.trust).toBe('10.0.0.0/8');
+    // What the script trusts is a value the server accepts.
+    expect(loadConfig({ EUGPT_TRUST_PROXY: '172.18.0.12' }).trustProxy).toEqual(['172.18.0.12']);
+  });
+});
+
 describe('the reverse proxy configs', () => {
   // A stream:false answer is silent until the whole upstream call is done; a stream is silent until the first token.
   const longestSilenceMs = Math.max(timeouts.total_ms, timeouts.first_byte_ms, 300_000);
@@ -176,7 +243,5 @@ describe('the reverse proxy configs', () => {
     expect(size(directive(conf, 'max_size'))).toBeGreaterThan(largestBody);
     expect(directive(conf, 'tls')).toBe('{$EUGPT_CADDY_TLS:internal}');
     expect(directive(conf, 'reverse_proxy')).toBe('eugpt:8080 {');
-    // Caddy sets X-Forwarded-For and -Proto by itself; start.sh trusts the caddy container's address.
-    expect(read('deploy/eugpt/start.sh')).toMatch(/has caddy/);
   });
 });
