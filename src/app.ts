@@ -30,7 +30,7 @@ import { FileJobs } from './files/jobs.ts';
 export interface AppDeps {
   config: Config;
   database: Database;
-  /** Tuning for tests (the SSE keep-alive interval). */
+  /** Tuning for tests: the SSE keep-alive interval, instead of the config's. */
   responses?: { keepAliveMs?: number };
   /** Options of the built-in tools (tests replace DNS for web_fetch). */
   tools?: ToolboxOptions;
@@ -213,7 +213,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     storeWaitMs: config.storeWaitMs,
     streamDefault: config.streamDefault,
     now,
-    ...deps.responses,
+    keepAliveMs: deps.responses?.keepAliveMs ?? config.sseKeepAliveMs,
   });
   await app.register(adminRoutes, { prefix: '/admin/v1', db: database.db, adminToken: config.adminToken, keyAuth, now });
   return app;

@@ -73,6 +73,7 @@ const envSchema = z.object({
   EUGPT_SHUTDOWN_GRACE_MS: intFromEnv(0, 600_000).default(10_000),
   EUGPT_STORE_WAIT_MS: intFromEnv(100, 600_000).default(10_000),
   EUGPT_STREAM_DEFAULT: boolFromEnv.default(true),
+  EUGPT_SSE_KEEPALIVE_MS: intFromEnv(0, 3_600_000).default(15_000),
   EUGPT_RETENTION_INTERVAL_MS: intFromEnv(1_000, 86_400_000).default(600_000),
   EUGPT_HEARTBEAT_MS: intFromEnv(100, 600_000).default(5_000),
   EUGPT_INSTANCE_STALE_MS: intFromEnv(500, 3_600_000).default(30_000),
@@ -134,6 +135,8 @@ export interface Config {
   storeWaitMs: number;
   /** Whether a request without `stream` (and without an Accept or client that says otherwise) is streamed. */
   streamDefault: boolean;
+  /** A `: keep-alive` comment on a stream silent this long, before the first token too; 0: never. */
+  sseKeepAliveMs: number;
   /** How often this instance deletes content past its organisation's retention. */
   retentionIntervalMs: number;
   /** Crash recovery: heartbeat period, when a silent instance counts as dead, how often output is checkpointed. */
@@ -255,6 +258,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     shutdownGraceMs: e.EUGPT_SHUTDOWN_GRACE_MS,
     storeWaitMs: e.EUGPT_STORE_WAIT_MS,
     streamDefault: e.EUGPT_STREAM_DEFAULT,
+    sseKeepAliveMs: e.EUGPT_SSE_KEEPALIVE_MS,
     retentionIntervalMs: e.EUGPT_RETENTION_INTERVAL_MS,
     recovery: { heartbeatMs: e.EUGPT_HEARTBEAT_MS, staleMs: e.EUGPT_INSTANCE_STALE_MS, checkpointMs: e.EUGPT_CHECKPOINT_MS },
     keyCacheTtlMs: e.EUGPT_KEY_CACHE_TTL_MS,

@@ -97,7 +97,7 @@ models:
     expect(() => loadConfig({ EUGPT_CONFIG: fileWith('c.yaml', text), ...env })).toThrow(pattern);
   });
 
-  it.each(['ollama.yaml', 'docker.yaml', 'examples.yaml'])('accepts the shipped config/%s', (name) => {
+  it.each(['ollama.yaml', 'examples.yaml'])('accepts the shipped config/%s', (name) => {
     const path = new URL(`../config/${name}`, import.meta.url).pathname;
     expect(loadConfig({ EUGPT_CONFIG: path, MISTRAL_API_KEY: 'k', ANTHROPIC_API_KEY: 'k' }).catalog.models.length).toBeGreaterThan(0);
   });

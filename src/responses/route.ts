@@ -7,6 +7,7 @@ import type { Principal } from '../auth/key-auth.ts';
 import type { Db } from '../db/client.ts';
 import { ApiError, notFound } from '../http/api-error.ts';
 import { isForeignKeyViolation } from '../db/errors.ts';
+import { toApiError } from '../http/errors.ts';
 import { errorResponses } from '../http/schemas.ts';
 import { storableString } from '../http/text.ts';
 import type { Providers } from '../providers/registry.ts';
@@ -36,7 +37,7 @@ import type { Summariser } from '../conversations/summary.ts';
 import type { Recovery } from './recovery.ts';
 import { streamsByDefault } from './negotiate.ts';
 import { hasTools, noTools, specsOf, toolsFor, type ResponseTools } from './toolset.ts';
-import { endWith, SSE_HEADERS, writeEvents } from './sse.ts';
+import { endWith, SSE_HEADERS, waitForFirst, writeEvents } from './sse.ts';
 import { findOwnedResponse, finishRecord, releaseRecord, startRecord } from './store.ts';
 import type { ResponseWriter } from './writer.ts';
 
@@ -60,8 +61,8 @@ export interface ResponseRouteOptions {
   streamDefault: boolean;
   /** The clock of quota windows and trials (tests move it). */
   now: () => number;
-  /** Overrides the SSE keep-alive interval (tests). */
-  keepAliveMs?: number | undefined;
+  /** A comment on a stream silent this long (EUGPT_SSE_KEEPALIVE_MS); 0: never. */
+  keepAliveMs: number;
 }
 
 const security = [{ apiKey: [] }];
@@ -264,15 +265,33 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     const candidates = [decision.model, ...decision.fallbacks];
     const firstWithTools = hasTools(tools) && toolbox.maxSteps > 1;
     const callDeps = { ...opts, log: req.log };
+    // A stream whose model is slow to start sends its headers and comments meanwhile, so proxies keep it open.
+    const startSse = () => {
+      reply.hijack();
+      reply.raw.writeHead(200, { ...(reply.getHeaders() as Record<string, string>), ...SSE_HEADERS });
+    };
+    const waiting = request.stream ? waitForFirst(reply.raw, opts.keepAliveMs, startSse) : null;
+    /** Once the headers are out, an error before the first event is the stream's one event, not an HTTP status. */
+    const failStream = async (err: unknown) => {
+      if (reply.raw.destroyed || reply.raw.writableEnded) return reply;
+      const api = toApiError(err);
+      if (api.status >= 500 && !(err instanceof ApiError)) req.log.error({ err }, 'response failed before its first event');
+      await endWith(reply.raw, terminalError(0, api.type, api.code, api.message));
+      return reply;
+    };
     let first: CallOutcome;
     try {
       // Every candidate may take the first call: the router already kept to capable models when tools were asked for.
       first = await openCall(callDeps, candidates, callFor({ messages: [], tokens: 0 }, firstWithTools, true), client.signal);
     } catch (err) {
+      waiting?.stop();
       unregister();
       await release();
+      if (waiting?.committed === true) return failStream(err);
       throw err;
     }
+    waiting?.stop();
+    const committed = waiting?.committed === true;
 
     /** Later steps: the model of the step before first, then the other candidates; a reservation grows for each call. */
     let lastModel = decision.model;
@@ -339,12 +358,21 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
         await store();
         logFinished(req, builder);
       }
+      let failure: ApiError;
       if (first.type === 'gone') {
-        if (stoppedByCancel()) throw new ApiError(409, 'invalid_request_error', 'response_cancelled', 'the response was cancelled before the model answered');
-        if (!stoppedByShutdown()) return reply.hijack();
-        throw new ApiError(503, 'server_error', 'server_shutting_down', 'the server is shutting down; try again', null, { 'retry-after': '1' });
+        if (stoppedByCancel()) {
+          failure = new ApiError(409, 'invalid_request_error', 'response_cancelled', 'the response was cancelled before the model answered');
+        } else if (stoppedByShutdown()) {
+          failure = new ApiError(503, 'server_error', 'server_shutting_down', 'the server is shutting down; try again', null, { 'retry-after': '1' });
+        } else {
+          if (committed) reply.raw.destroy();
+          return committed ? reply : reply.hijack();
+        }
+      } else {
+        failure = first.error === undefined ? noModel() : upstreamFailure(first.error);
       }
-      throw first.error === undefined ? noModel() : upstreamFailure(first.error);
+      if (committed) return failStream(failure);
+      throw failure;
     }
 
     lastModel = first.call.model;
@@ -375,8 +403,7 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     if (first.call.model.country !== undefined) reply.header('x-eugpt-model-country', first.call.model.country);
     reply.header('x-eugpt-route-category', decision.category);
     if (request.stream) {
-      reply.hijack();
-      reply.raw.writeHead(200, { ...(reply.getHeaders() as Record<string, string>), ...SSE_HEADERS });
+      if (!committed) startSse();
       try {
         const written = await writeEvents(reply.raw, events, {
           keepAliveMs: opts.keepAliveMs,

@@ -1,8 +1,10 @@
 import type { ServerResponse } from 'node:http';
 import { isTerminal, type ResponseEvent } from './events.ts';
 
-/** A comment line while silent for this long, so proxies keep the connection. */
+/** A comment line while silent for this long, so proxies keep the connection (EUGPT_SSE_KEEPALIVE_MS). */
 export const KEEP_ALIVE_MS = 15_000;
+
+const KEEP_ALIVE = ': keep-alive\n\n';
 
 export const SSE_HEADERS = {
   'content-type': 'text/event-stream; charset=utf-8',
@@ -16,6 +18,7 @@ export const frame = (event: ResponseEvent) => `event: message\ndata: ${JSON.str
 export interface SseOptions {
   /** Runs before the terminal event is written (the response is stored first, so a retrieve right after it works). */
   beforeTerminal: (event: ResponseEvent) => Promise<ResponseEvent>;
+  /** 0: no comments. */
   keepAliveMs?: number;
 }
 
@@ -69,12 +72,15 @@ export async function writeEvents(res: ServerResponse, events: AsyncIterable<Res
     }
   };
 
-  const keepAlive = setInterval(() => {
-    if (!gone() && Date.now() - lastWrite >= keepAliveMs) {
-      lastWrite = Date.now();
-      res.write(': keep-alive\n\n');
-    }
-  }, Math.max(10, Math.floor(keepAliveMs / 3)));
+  const keepAlive =
+    keepAliveMs > 0
+      ? setInterval(() => {
+          if (!gone() && Date.now() - lastWrite >= keepAliveMs) {
+            lastWrite = Date.now();
+            res.write(KEEP_ALIVE);
+          }
+        }, Math.max(10, Math.floor(keepAliveMs / 3)))
+      : undefined;
   let terminal = false;
   let nextSeq = 0;
   try {
@@ -92,4 +98,40 @@ export async function writeEvents(res: ServerResponse, events: AsyncIterable<Res
     if (terminal && !gone()) res.end();
   }
   return { terminal, nextSeq };
+}
+
+/** The wait for a model's first output, during which a stream's headers may already have gone out. */
+export interface FirstWait {
+  /** Whether the headers were sent (the answer is a stream now, whatever happens). */
+  readonly committed: boolean;
+  /** Ends the comments; the stream goes on with its events. */
+  stop(): void;
+}
+
+/**
+ * Covers the wait for a model's first output. Until then the headers are held
+ * back, so that a model that fails fast gets a plain HTTP error; but a proxy
+ * in front (nginx gives up after 60 s) must not see a silent connection. So
+ * after `keepAliveMs` of waiting the headers are sent (by `commit`) and a
+ * comment follows every `keepAliveMs` until `stop`. 0 turns it off.
+ */
+export function waitForFirst(res: ServerResponse, keepAliveMs: number, commit: () => void): FirstWait {
+  let committed = false;
+  const timer =
+    keepAliveMs > 0
+      ? setInterval(() => {
+          if (res.destroyed || res.writableEnded) return;
+          if (!committed) {
+            committed = true;
+            commit();
+          }
+          res.write(KEEP_ALIVE);
+        }, keepAliveMs)
+      : undefined;
+  return {
+    get committed() {
+      return committed;
+    },
+    stop: () => clearInterval(timer),
+  };
 }
