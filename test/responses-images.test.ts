@@ -292,4 +292,20 @@ describe('images in conversation items', () => {
     expect(stolen.statusCode).toBe(404);
     expect(stolen.json().error.code).toBe('file_not_found');
   });
+
+  it('continues a conversation with images on a model that cannot see, with notes in their place', async () => {
+    const t = await tenantIn('IT');
+    const id = await upload(PNG, 'seen.png', t.key);
+    const created = await s.app.inject({
+      method: 'POST',
+      url: '/v1/conversations',
+      headers: bearer(t.key),
+      payload: { items: [{ role: 'user', content: [{ type: 'input_text', text: 'Keep this:' }, { type: 'input_image', file_id: id }] }] },
+    });
+    expect(created.statusCode).toBe(200);
+    const res = await post({ input: 'What did I show you?', conversation: created.json<{ id: string }>().id, stream: false }, t.key);
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['x-eugpt-model']).toBe('italian-text');
+    expect(openai.requests.at(-1)!.body.messages[0]).toEqual({ role: 'user', content: 'Keep this:\n[an image (image/png) was here; it cannot be shown]' });
+  });
 });

@@ -91,13 +91,16 @@ export class ImageLoader {
    */
   async forStored(parts: ImageRef[]): Promise<ImageSet> {
     const set: ImageSet = new Map();
+    // All of them share one fetch time limit: a history of dead links must not hold a turn for one timeout each.
+    const deadline = AbortSignal.timeout(this.config.timeout_ms);
     for (const part of [...parts].reverse()) {
       const key = imageKey(part);
       if (key === undefined || set.has(key)) continue;
       if (!this.given.has(key) && this.given.size >= this.config.max_per_request) break;
       if (part.file_id === undefined && part.image_url === undefined) continue;
-      const image = await this.read(part).catch((err: unknown) => {
-        if (err instanceof ImageFailure || err instanceof ApiError) return undefined;
+      if (deadline.aborted && !this.cache.has(key)) continue;
+      const image = await this.read(part, deadline).catch((err: unknown) => {
+        if (err instanceof ImageFailure || err instanceof ApiError || deadline.aborted) return undefined;
         throw err;
       });
       if (image !== undefined && this.give(image, key)) set.set(key, image);
@@ -114,12 +117,12 @@ export class ImageLoader {
     return true;
   }
 
-  private read(part: ImageRef): Promise<LoadedImage> {
+  private read(part: ImageRef, signal?: AbortSignal): Promise<LoadedImage> {
     if (part.image_url?.startsWith('data:') === true) return this.fromDataUrl(part.image_url);
     const key = imageKey(part)!;
     let found = this.cache.get(key);
     if (found === undefined) {
-      found = part.file_id !== undefined ? this.fromFile(part.file_id) : this.fromUrl(part.image_url!);
+      found = part.file_id !== undefined ? this.fromFile(part.file_id) : this.fromUrl(part.image_url!, signal);
       this.cache.set(key, found);
     }
     return found;
@@ -132,10 +135,10 @@ export class ImageLoader {
     return imageOf(Buffer.from(parsed.base64, 'base64'), this.config.max_bytes);
   }
 
-  private async fromUrl(raw: string): Promise<LoadedImage> {
+  private async fromUrl(raw: string, signal?: AbortSignal): Promise<LoadedImage> {
     const url = imageUrl(raw);
     if (url instanceof ImageFailure) throw url;
-    return imageOf(await this.sources.fetcher.fetch(url), this.config.max_bytes);
+    return imageOf(await this.sources.fetcher.fetch(url, signal), this.config.max_bytes);
   }
 
   /** One of the caller's uploaded files, which must have been detected as an image when it was uploaded. */
