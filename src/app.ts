@@ -25,6 +25,8 @@ import { Cancels } from './responses/cancels.ts';
 import { Summariser } from './conversations/summary.ts';
 import { purgeExpired } from './data/retention.ts';
 import { DatabaseBlobStore } from './files/blobs.ts';
+import { createImageFetcher } from './images/fetch.ts';
+import type { Lookup } from './tools/fetch-agent.ts';
 import { FileJobs } from './files/jobs.ts';
 
 export interface AppDeps {
@@ -34,6 +36,8 @@ export interface AppDeps {
   responses?: { keepAliveMs?: number };
   /** Options of the built-in tools (tests replace DNS for web_fetch). */
   tools?: ToolboxOptions;
+  /** Replaces DNS for image URLs (tests). */
+  images?: { lookup?: Lookup };
   /** The clock of quota windows, trials and the router's breakers (tests move it). */
   now?: () => number;
   /** How often each instance looks for files to extract, and how long an upload waits for its text (tests shorten them). */
@@ -139,6 +143,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await recovery.start();
   const toolbox = createToolbox(config.tools, deps.tools);
   const blobs = new DatabaseBlobStore(database.db);
+  const imageFetcher = createImageFetcher(config.images, deps.images?.lookup);
   const fileJobs = new FileJobs(database.db, blobs, {
     timeoutMs: config.files.extractTimeoutMs,
     memoryMb: config.files.extractMemoryMb,
@@ -181,6 +186,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await providers.close();
     await toolbox.close();
     await fileJobs.close();
+    await imageFetcher.close();
   });
 
   await app.register(sensible);
@@ -209,6 +215,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       // Long enough for a typical document, so a client can use the file right after its upload.
       readyWaitMs: deps.files?.readyWaitMs ?? 5_000,
     },
+    images: { db: database.db, blobs, fetcher: imageFetcher, config: config.images },
     shutdown: shutdown.signal,
     storeWaitMs: config.storeWaitMs,
     streamDefault: config.streamDefault,

@@ -6,6 +6,7 @@ import type { DbTimeouts } from './db/client.ts';
 import { formatPath } from './param-path.ts';
 import { catalogSchema, checkCatalog, type Catalog } from './router/catalog.ts';
 import { planConfigSchema, type PlanInput } from './tenancy/plans.ts';
+import { imagesSchema, type ImagesConfig } from './images/config.ts';
 import { toolsSchema, type ToolsConfig } from './tools/config.ts';
 import type { SummarySettings } from './conversations/summary.ts';
 
@@ -103,12 +104,13 @@ const conversationsSchema = z
   })
   .prefault({});
 
-/** The optional config file: providers, models, router settings, plans, tools, conversations. */
+/** The optional config file: providers, models, router settings, plans, tools, conversations, images. */
 const fileSchema = z.strictObject({
   ...catalogSchema,
   plans: z.array(planConfigSchema).default([]),
   tools: toolsSchema,
   conversations: conversationsSchema,
+  images: imagesSchema,
 });
 
 type FileConfig = z.infer<typeof fileSchema>;
@@ -151,6 +153,8 @@ export interface Config {
   plans: (PlanInput & { name: string })[];
   /** The built-in tools' settings, with the search backend's key read from the environment. */
   tools: ResolvedToolsConfig;
+  /** `input_image` parts: their size, fetch and count limits. */
+  images: ImagesConfig;
   /** Uploaded files: the largest file, the bytes all files of one organisation may take, and the limits of text extraction. */
   files: FilesConfig;
   /** Summaries of conversations whose history outgrew a model's window. */
@@ -268,6 +272,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     plans: file.plans,
     tools: toolsFrom(file, cleaned, configFile),
     summaries: summariesFrom(file, configFile),
+    images: file.images,
     files: {
       maxBytes: e.EUGPT_FILE_MAX_BYTES,
       orgStorageBytes: e.EUGPT_ORG_STORAGE_BYTES,

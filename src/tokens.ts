@@ -30,6 +30,20 @@ const LONG_RUNS = /\S{257,}/g;
 /** The framing chat templates add around each message (role markers, separators). */
 const PER_MESSAGE = 4;
 
-export function countMessageTokens(messages: { content: string }[]): number {
-  return messages.reduce((sum, m) => sum + PER_MESSAGE + countTokens(m.content), messages.length > 0 ? 2 : 0);
+/**
+ * What one image is counted as, before any upstream says: a fixed estimate
+ * by detail, near what the large vision models charge (a low-detail image is
+ * a thumbnail; a high-detail one is tiled up to about 1600 tokens). Prompts,
+ * history windows and token reservations all use it, so limits stay honest.
+ */
+export const IMAGE_TOKENS = { low: 85, high: 1600, auto: 1600 } as const;
+
+/** Tokens of a message's content: text, or text and images. */
+export function countContentTokens(content: string | readonly ({ type: 'text'; text: string } | { type: 'image'; detail: keyof typeof IMAGE_TOKENS })[]): number {
+  if (typeof content === 'string') return countTokens(content);
+  return content.reduce((sum, p) => sum + (p.type === 'text' ? countTokens(p.text) : IMAGE_TOKENS[p.detail]), 0);
+}
+
+export function countMessageTokens(messages: { content: Parameters<typeof countContentTokens>[0] }[]): number {
+  return messages.reduce((sum, m) => sum + PER_MESSAGE + countContentTokens(m.content), messages.length > 0 ? 2 : 0);
 }

@@ -94,7 +94,7 @@ describe('POST /v1/responses request parsing', () => {
     ['an empty list', { input: [] }, 'input_required', 'input'],
     ['a number', { input: 42 }, 'invalid_input', 'input'],
     ['an unknown role', { input: [{ role: 'robot', content: 'x' }] }, 'invalid_role', 'input[0].role'],
-    ['an unknown part type', { input: [{ content: [{ type: 'input_image', image_url: 'x' }] }] }, 'invalid_content_type', 'input[0].content[0].type'],
+    ['an unknown part type', { input: [{ content: [{ type: 'input_audio', input_audio: 'x' }] }] }, 'invalid_content_type', 'input[0].content[0].type'],
     ['a file part outside a user message', { input: [{ role: 'assistant', content: [{ type: 'input_text', text: 'see' }, { type: 'input_file', file_id: randomUUID() }] }] }, 'unsupported_content_type', 'input[0].content[1]'],
     ['a file part with inline data', { input: [{ content: [{ type: 'input_file', filename: 'a.txt', file_data: 'data:text/plain;base64,aGk=' }] }] }, 'unsupported_file_source', 'input[0].content[0]'],
     ['a file part without file_id', { input: [{ content: [{ type: 'input_file' }] }] }, 'missing_file_id', 'input[0].content[0].file_id'],

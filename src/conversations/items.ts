@@ -15,9 +15,18 @@ export const itemSchema = z
     status: z.literal('completed'),
     role: z.string().optional(),
     content: z
-      .array(z.object({ type: z.string(), text: z.string().optional(), file_id: z.string().optional(), filename: z.string().optional() }))
+      .array(
+        z.object({
+          type: z.string(),
+          text: z.string().optional(),
+          file_id: z.string().optional(),
+          filename: z.string().optional(),
+          image_url: z.string().optional(),
+          detail: z.string().optional(),
+        }),
+      )
       .optional()
-      .describe('Text parts ({type, text}) and files ({type: "input_file", file_id, filename})'),
+      .describe('Text parts ({type, text}), files ({type: "input_file", file_id, filename}) and images ({type: "input_image", image_url or file_id, detail})'),
     call_id: z.string().optional(),
     name: z.string().optional(),
     arguments: z.string().optional(),
@@ -72,8 +81,13 @@ export function itemOf(row: ItemRow): ItemView {
     const c = row.content as { call_id: string; output: string };
     return { id, type: 'function_call_output', status: 'completed', call_id: c.call_id, output: c.output };
   }
-  const parts = row.content as { type: string; text?: string; file_id?: string; filename?: string }[];
-  const content = parts.map((p) => (p.type === 'input_file' ? { type: p.type, file_id: p.file_id, filename: p.filename } : { type: p.type, text: p.text ?? '' }));
+  const parts = row.content as { type: string; text?: string; file_id?: string; filename?: string; image_url?: string; detail?: string }[];
+  const content = parts.map((p) => {
+    if (p.type === 'input_file') return { type: p.type, file_id: p.file_id, filename: p.filename };
+    // An image is shown by its reference; one sent as a data URL has none (its bytes were not kept).
+    if (p.type === 'input_image') return { type: p.type, detail: p.detail, ...(p.file_id === undefined ? {} : { file_id: p.file_id }), ...(p.image_url === undefined ? {} : { image_url: p.image_url }) };
+    return { type: p.type, text: p.text ?? '' };
+  });
   return { id, type: 'message', status: 'completed', role: row.role, content };
 }
 

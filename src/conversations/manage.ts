@@ -9,6 +9,7 @@ import { appendItems } from '../responses/statements.ts';
 import { byItemId, itemColumns, itemOf, pageOf, type ItemView } from './items.ts';
 import { findOwnedConversation, type Conversation } from './store.ts';
 import { fileIdsOf, filesForInput } from '../files/prompt.ts';
+import { describeItemImages } from '../images/prompt.ts';
 import type { StoredItem } from '../responses/records.ts';
 
 /**
@@ -36,7 +37,8 @@ export function conversationOf(c: Conversation) {
  */
 async function storedItems(db: Db, userId: string, items: ResolvedItem[]): Promise<StoredItem[]> {
   const files = await filesForInput(db, userId, items.flatMap((it) => (it.type === 'message' ? fileIdsOf([it.content]) : [])));
-  return items.flatMap((it) => storedOf(it, files));
+  const images = await describeItemImages(db, userId, items);
+  return items.flatMap((it) => storedOf(it, files, images));
 }
 
 /** A visible conversation with its first items, in one transaction: a failure leaves nothing behind. */

@@ -4,12 +4,27 @@ import { conversationItems, conversations, responses } from '../db/schema.ts';
 import { notFound } from '../http/api-error.ts';
 import { isUuid } from '../http/ids.ts';
 import { fileIdsOf, filesForHistory, renderFile, type FileTexts } from '../files/prompt.ts';
-import type { ChatMessage } from '../providers/types.ts';
+import { imageKey, type ImageSet } from '../images/load.ts';
+import type { ChatMessage, ImageDetail, UserPart } from '../providers/types.ts';
 
 export type Conversation = typeof conversations.$inferSelect;
 
-/** Parts as stored in `conversation_items.content` of a message item: text, or a file by reference. */
-export type StoredContent = ({ type: string; text: string } | { type: 'input_file'; file_id: string; filename?: string })[];
+/** An image as stored: by file id, by http(s) URL, or (for a data URL, whose bytes are not kept) by type, size and digest. */
+export interface StoredImage {
+  type: 'input_image';
+  detail: ImageDetail;
+  file_id?: string | undefined;
+  image_url?: string | undefined;
+  media_type?: string | undefined;
+  bytes?: number | undefined;
+  sha256?: string | undefined;
+}
+
+/** Parts as stored in `conversation_items.content` of a message item: text, or a file or an image by reference. */
+export type StoredContent = ({ type: string; text: string } | { type: 'input_file'; file_id: string; filename?: string | undefined } | StoredImage)[];
+
+/** What stands in a prompt for an image that cannot be shown: it was not kept, cannot be read any more, or the model cannot see images. */
+export const imageNote = (p: StoredImage) => `[an image${p.media_type === undefined ? '' : ` (${p.media_type})`} was here; it cannot be shown]`;
 
 /** The content of a `function_call` item (role assistant) and of a `function_call_output` item (role tool). */
 export interface StoredCall {
@@ -27,7 +42,33 @@ export interface StoredCallOutput {
 
 /** A message's text for a prompt; a file part becomes the file's text (from `files`, or a note that it was deleted). */
 export const textOfContent = (content: StoredContent, files: FileTexts = new Map()) =>
-  content.map((p) => ('file_id' in p && p.type === 'input_file' ? renderFile(p.file_id, files.get(p.file_id), p.filename) : (p as { text: string }).text)).join('\n');
+  content.map((p) => partText(p, files)).join('\n');
+
+function partText(p: StoredContent[number], files: FileTexts): string {
+  if (p.type === 'input_image') return imageNote(p as StoredImage);
+  if (p.type === 'input_file' && 'file_id' in p) return renderFile(p.file_id, files.get(p.file_id), p.filename);
+  return (p as { text: string }).text;
+}
+
+/**
+ * A user message's content for a prompt: plain text, or, when it holds
+ * images, text and images in order (an image not in `images` becomes a note).
+ */
+function userContent(content: StoredContent, files: FileTexts, images: ImageSet | undefined): string | UserPart[] {
+  if (images === undefined || !content.some((p) => p.type === 'input_image')) return textOfContent(content, files);
+  const parts: UserPart[] = [];
+  for (const p of content) {
+    const image = p.type === 'input_image' ? images.get(imageKey(p as StoredImage) ?? '') : undefined;
+    if (image !== undefined) parts.push({ type: 'image', mediaType: image.mediaType, data: image.data, detail: (p as StoredImage).detail });
+    else parts.push({ type: 'text', text: partText(p, files) });
+  }
+  return parts;
+}
+
+/** The image parts of stored message contents, in order. */
+export function imagesOf(contents: unknown[]): StoredImage[] {
+  return contents.flatMap((c) => (Array.isArray(c) ? (c as StoredContent).filter((p): p is StoredImage => p.type === 'input_image') : []));
+}
 
 /** A conversation of the given user; another user's is the same 404 as a missing one, so its existence is never revealed. */
 export async function findOwnedConversation(db: Db, id: string, userId: string): Promise<Conversation> {
@@ -95,7 +136,7 @@ export interface Row {
  * it belongs to (the assistant message before it), its result follows as a
  * `tool` message. Pair them with pairToolCalls once the whole prompt is known.
  */
-export function messagesOf(rows: Row[], files: FileTexts = new Map()): ChatMessage[] {
+export function messagesOf(rows: Row[], files: FileTexts = new Map(), images?: ImageSet): ChatMessage[] {
   const out: ChatMessage[] = [];
   const stepOf = new Map<ChatMessage, number | undefined>();
   for (const row of rows) {
@@ -117,8 +158,9 @@ export function messagesOf(rows: Row[], files: FileTexts = new Map()): ChatMessa
       const c = row.content as StoredCallOutput;
       out.push({ role: 'tool', callId: c.call_id, content: c.output });
     } else {
-      const role = row.role === 'assistant' ? 'assistant' : row.role === 'user' ? 'user' : 'system';
-      out.push({ role, content: textOfContent(row.content as StoredContent, files) });
+      const content = row.content as StoredContent;
+      if (row.role === 'user') out.push({ role: 'user', content: userContent(content, files, images) });
+      else out.push({ role: row.role === 'assistant' ? 'assistant' : 'system', content: textOfContent(content, files) });
     }
   }
   return out;
@@ -162,6 +204,8 @@ export async function historyWithin(
   conversationId: string,
   budget: number,
   after = -1,
+  /** Reads the history's images for a model that can see them; without it they are told as notes. */
+  readImages?: (parts: StoredImage[]) => Promise<ImageSet>,
 ): Promise<{ messages: ChatMessage[]; tokens: number; cut: boolean }> {
   const picked: (Row & { cost: number })[] = [];
   let used = 0;
@@ -169,8 +213,10 @@ export async function historyWithin(
   const window = async (cut: boolean) => {
     while (cut && picked.length > 0 && !(picked.at(-1)!.role === 'user' && picked.at(-1)!.type === 'message')) used -= picked.pop()!.cost;
     // Files of earlier turns are read again: their current text, or a note where one was deleted.
-    const files = await filesForHistory(db, fileIdsOf(picked.filter((r) => r.type === 'message').map((r) => r.content)));
-    return { messages: messagesOf(picked.reverse(), files), tokens: used, cut };
+    const contents = picked.filter((r) => r.type === 'message').map((r) => r.content);
+    const files = await filesForHistory(db, fileIdsOf(contents));
+    const images = readImages === undefined ? undefined : await readImages(imagesOf(contents.reverse()));
+    return { messages: messagesOf(picked.reverse(), files, images), tokens: used, cut };
   };
   for (let offset = 0; offset < MAX_SCANNED; offset += PAGE) {
     const rows = await db

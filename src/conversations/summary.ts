@@ -106,7 +106,11 @@ function lineOf(item: Item): string {
   }
   if (item.type === 'function_call_output') return `Tool result: ${clip((item.content as StoredCallOutput).output)}`;
   const text = (item.content as StoredContent)
-    .map((p) => ('file_id' in p && p.type === 'input_file' ? `[file ${p.filename ?? p.file_id}]` : (p as { text: string }).text))
+    .map((p) => {
+      if (p.type === 'input_file' && 'file_id' in p) return `[file ${(p as { filename?: string }).filename ?? p.file_id}]`;
+      if (p.type === 'input_image') return '[an image]';
+      return (p as { text: string }).text;
+    })
     .join('\n');
   return `${item.role === 'assistant' ? 'Assistant' : 'User'}: ${clip(text)}`;
 }

@@ -2,7 +2,7 @@ import type { ProviderConfig } from '../router/catalog.ts';
 import { jsonEvents, UpstreamHttp } from './http.ts';
 import { StorableText } from './storable-text.ts';
 import { ToolCallStream } from './tool-calls.ts';
-import { UpstreamError, type ChatMessage, type ChatRequest, type FinishReason, type Provider } from './types.ts';
+import { UpstreamError, type ChatMessage, type ChatRequest, type FinishReason, type Provider, type UserPart } from './types.ts';
 
 /**
  * Anthropic's Messages API, streamed: message_start (input usage),
@@ -16,7 +16,8 @@ const API_VERSION = '2023-06-01';
 type Block =
   | { type: 'text'; text: string }
   | { type: 'tool_use'; id: string; name: string; input: unknown }
-  | { type: 'tool_result'; tool_use_id: string; content: string };
+  | { type: 'tool_result'; tool_use_id: string; content: string }
+  | { type: 'image'; source: { type: 'base64'; media_type: string; data: string } };
 
 interface AnthropicMessage {
   role: 'user' | 'assistant';
@@ -37,6 +38,14 @@ function inputOf(args: string): unknown {
 
 /** Anthropic's ids are letters, digits, `_` and `-`; ours already are, a client's may not be. */
 const anthropicId = (id: string) => id.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 128);
+
+/** A user message's text and images as blocks; the API takes images as base64 sources. */
+function userBlocks(parts: UserPart[]): Block[] {
+  return parts.flatMap((p): Block[] => {
+    if (p.type === 'text') return p.text === '' ? [] : [{ type: 'text', text: p.text }];
+    return [{ type: 'image', source: { type: 'base64', media_type: p.mediaType, data: p.data } }];
+  });
+}
 
 function toBlocks(content: string | Block[]): Block[] {
   if (typeof content !== 'string') return content;
@@ -62,7 +71,8 @@ function messageOf(m: ChatMessage, withTools: boolean): AnthropicMessage {
       content: [...toBlocks(m.content), ...m.toolCalls.map((c): Block => ({ type: 'tool_use', id: anthropicId(c.id), name: c.name, input: inputOf(c.arguments) }))],
     };
   }
-  return { role: m.role === 'assistant' ? 'assistant' : 'user', content: m.content };
+  if (m.role === 'user' && typeof m.content !== 'string') return { role: 'user', content: userBlocks(m.content) };
+  return { role: m.role === 'assistant' ? 'assistant' : 'user', content: m.content as string };
 }
 
 /** Joins a message to the one before it of the same role; tool results stay first, as the API requires. */

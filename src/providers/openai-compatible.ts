@@ -67,6 +67,13 @@ function wireMessage(m: ChatMessage) {
       tool_calls: m.toolCalls.map((c) => ({ id: wireCallId(c.id), type: 'function', function: { name: c.name, arguments: wireArguments(c.arguments) } })),
     };
   }
+  if (m.role === 'user' && typeof m.content !== 'string') {
+    // Images go as data URLs: the upstream never fetches an address a user chose.
+    const parts = m.content.map((p) =>
+      p.type === 'text' ? { type: 'text', text: p.text } : { type: 'image_url', image_url: { url: `data:${p.mediaType};base64,${p.data}`, detail: p.detail } },
+    );
+    return { role: 'user', content: parts };
+  }
   return { role: m.role, content: m.content };
 }
 

@@ -11,8 +11,24 @@ export interface ToolCall {
   arguments: string;
 }
 
+export type ImageDetail = 'low' | 'high' | 'auto';
+
+/** An image in a user message: its bytes, base64-encoded, of a type every vision upstream reads (png, jpeg, gif, webp). */
+export interface ImageContent {
+  type: 'image';
+  mediaType: string;
+  /** Base64 of the bytes. */
+  data: string;
+  detail: ImageDetail;
+}
+
+/** A piece of a user message that holds images: text and images in the order the user gave them. */
+export type UserPart = { type: 'text'; text: string } | ImageContent;
+
 export type ChatMessage =
-  | { role: 'system' | 'user'; content: string }
+  | { role: 'system'; content: string }
+  /** Plain text, or parts when the message holds images. */
+  | { role: 'user'; content: string | UserPart[] }
   /** An answer, with the tool calls it made (its text may be empty then). */
   | { role: 'assistant'; content: string; toolCalls?: ToolCall[] | undefined }
   /** A tool's result, answering the call with that id. */

@@ -20,7 +20,10 @@ import { assertProjectMember } from '../tenancy/projects.ts';
 import { countMessageTokens, countTokens } from '../tokens.ts';
 import { selectExcerpts } from '../files/excerpts.ts';
 import { fileIdsOf, filesForInput, renderFile, type FileTexts } from '../files/prompt.ts';
-import { partText, type InputItem, type MessagePart, type ResolvedItem } from './input-items.ts';
+import { ImageLoader, type ImageSet, type ImageSources } from '../images/load.ts';
+import { historyHasImages, imageTokens, inputImages, storedImage, withoutImages } from '../images/prompt.ts';
+import type { LoadedImage } from '../images/source.ts';
+import { partText, type ImagePart, type InputItem, type MessagePart, type ResolvedItem } from './input-items.ts';
 import { functionCallId, functionCallOutputId, messageId } from './object.ts';
 import type { StoredItem } from './records.ts';
 import type { CreateRequest } from './request.ts';
@@ -49,6 +52,12 @@ export interface PreparedContext {
   shrinkableTokens: number;
   /** The request's own words (its user text), that excerpts are chosen by. */
   query: string;
+  /** The input's images, read; the input holds images (so only a vision model may take it); the history holds some. */
+  images: ImageSet;
+  hasImages: boolean;
+  historyImages: boolean;
+  /** Reads the history's images (each once for the whole response). */
+  imageLoader: ImageLoader | undefined;
 }
 
 export interface ResponseContext {
@@ -72,12 +81,14 @@ export interface ResponseContext {
 const MIN_FILE_TOKENS = 1000;
 
 /** An input item as a conversation item; a server tool's call sent back with its result becomes both. */
-export function storedOf(item: ResolvedItem, files: FileTexts = new Map()): StoredItem[] {
+export function storedOf(item: ResolvedItem, files: FileTexts = new Map(), images: Map<ImagePart, Pick<LoadedImage, 'mediaType' | 'bytes' | 'sha256'>> = new Map()): StoredItem[] {
   if (item.type === 'message') {
-    // A file part is stored with its name as it is now, for history and input item listings.
-    const content = item.content.map((p): MessagePart => (p.type === 'input_file' ? { type: 'input_file', file_id: p.file_id, filename: files.get(p.file_id)?.filename ?? p.filename } : p));
-    // Counted with the files' text, so that history budgets know what re-reading them will cost.
-    return [{ role: item.role, itemId: messageId(), content, tokens: countTokens(textOfContent(content, files)) }];
+    // A file part is stored with its name as it is now, for history and input item listings; an image as a reference.
+    const content = item.content.map((p): MessagePart =>
+      p.type === 'input_file' ? { type: 'input_file', file_id: p.file_id, filename: files.get(p.file_id)?.filename ?? p.filename } : p.type === 'input_image' ? storedImage(p, images.get(p)) : p,
+    );
+    // Counted with the files' text and the images' estimate, so that history budgets know what re-reading them will cost.
+    return [{ role: item.role, itemId: messageId(), content, tokens: countTokens(textOfContent(content, files)) + imageTokens(content) }];
   }
   const output = (callId: string, text: string): StoredItem => ({
     role: 'tool',
@@ -132,15 +143,17 @@ async function resolveConversation(db: Db, principal: Principal, req: CreateRequ
   return conversationId;
 }
 
-export async function prepareContext(db: Db, principal: Principal, req: CreateRequest): Promise<PreparedContext> {
+export async function prepareContext(db: Db, principal: Principal, req: CreateRequest, imageSources?: ImageSources): Promise<PreparedContext> {
   const existing = await resolveConversation(db, principal, req);
   if (req.projectId !== null) await assertProjectMember(db, req.projectId, principal);
   const system = req.instructions ?? (existing === null ? null : await systemMessageOf(db, existing));
   const head: ChatMessage[] = system === null || system === '' ? [] : [{ role: 'system', content: system }];
   const resolved = await resolveItems(db, principal.userId, req.input);
   const files = await filesForInput(db, principal.userId, resolved.flatMap((it) => (it.type === 'message' ? fileIdsOf([it.content]) : [])));
-  const input = resolved.flatMap((it) => storedOf(it, files));
-  const inputMessages = messagesOf(input, files);
+  const imageLoader = imageSources === undefined ? undefined : new ImageLoader(imageSources, principal.userId);
+  const images = imageLoader === undefined ? { set: new Map() as ImageSet, byPart: new Map<ImagePart, LoadedImage>() } : await inputImages(imageLoader, resolved);
+  const input = resolved.flatMap((it) => storedOf(it, files, images.byPart));
+  const inputMessages = messagesOf(input, files, images.set);
   const fileTokens = [...files].reduce((sum, [id, f]) => sum + countTokens(renderFile(id, f, undefined)), 0);
   const summary = existing === null ? null : await loadSummary(db, existing);
   return {
@@ -156,6 +169,10 @@ export async function prepareContext(db: Db, principal: Principal, req: CreateRe
     files,
     shrinkableTokens: Math.max(0, fileTokens - MIN_FILE_TOKENS),
     query: resolved.flatMap((it) => (it.type === 'message' && it.role === 'user' ? it.content.map(partText) : [])).join('\n'),
+    images: images.set,
+    hasImages: input.some((it) => Array.isArray(it.content) && (it.content as MessagePart[]).some((p) => p.type === 'input_image')),
+    historyImages: existing !== null && imageLoader !== undefined && (await historyHasImages(db, existing)),
+    imageLoader,
   };
 }
 
@@ -175,7 +192,7 @@ function inputFor(prepared: PreparedContext, room: number): { messages: ChatMess
   // Tags, notes and passage separators take a little: kept out of the budget the passages share.
   const budget = Math.max(MIN_FILE_TOKENS, room - historyShare - others - 50 * prepared.files.size);
   const picked = selectExcerpts(prepared.files, budget, prepared.query);
-  const messages = messagesOf(prepared.input, picked.texts);
+  const messages = messagesOf(prepared.input, picked.texts, prepared.images);
   return { messages, tokens: countMessageTokens([...prepared.head, ...messages]), excerpts: { kept: picked.kept, total: picked.total } };
 }
 
@@ -204,11 +221,15 @@ export async function contextFor(db: Db, prepared: PreparedContext, req: CreateR
   // The summary goes first when it takes at most half of the history's room; a window too small for it has the sliding window only.
   const summary = prepared.summary !== null && summaryCost(prepared.summary) <= budget / 2 ? prepared.summary : null;
   const summaryTokens = summary === null ? 0 : summaryCost(summary);
+  // A model that cannot see images gets notes in their place; one that can gets the history's images read again.
+  const vision = model.capabilities.includes('vision');
+  const loader = vision ? prepared.imageLoader : undefined;
+  const readImages = loader === undefined ? undefined : (parts: Parameters<ImageLoader['forStored']>[0]) => loader.forStored(parts);
   const history =
     prepared.existing === null
       ? { messages: [], tokens: 0, cut: false }
-      : await historyWithin(db, prepared.existing, budget - summaryTokens, summary?.throughPosition ?? -1);
-  const turns = [...history.messages, ...input.messages];
+      : await historyWithin(db, prepared.existing, budget - summaryTokens, summary?.throughPosition ?? -1, readImages);
+  const turns = vision ? [...history.messages, ...input.messages] : withoutImages([...history.messages, ...input.messages]);
   checkResults(turns, input.messages);
   const head = summary === null ? prepared.head : withSummary(prepared.head, summary);
   return {

@@ -1,5 +1,8 @@
 import { z } from 'zod';
 import { storableString } from '../http/text.ts';
+import { imageUrl } from '../images/fetch.ts';
+import { ImageFailure, parseDataUrl } from '../images/source.ts';
+import type { ImageDetail } from '../providers/types.ts';
 
 /**
  * The items of a request's `input` list, in OpenAI's shapes: messages (the
@@ -27,10 +30,29 @@ export interface FilePart {
   filename?: string;
 }
 
-export type MessagePart = TextPart | FilePart;
+/**
+ * An image in a message. A request names it by `image_url` (http(s) or a
+ * base64 data URL) or by `file_id`; stored, it is a reference: the file id,
+ * the http(s) URL, or for a data URL only its type, size and SHA-256 (the
+ * bytes are not kept in the conversation).
+ */
+export interface ImagePart {
+  type: 'input_image';
+  detail: ImageDetail;
+  file_id?: string | undefined;
+  image_url?: string | undefined;
+  /** Filled in once the bytes are read. */
+  media_type?: string | undefined;
+  bytes?: number | undefined;
+  sha256?: string | undefined;
+  /** Where the part sits in the request, for errors; never stored. */
+  param?: string | undefined;
+}
 
-/** A part's own text: a file part has none (its file's text goes into prompts, not into the message). */
-export const partText = (p: MessagePart) => (p.type === 'input_file' ? '' : p.text);
+export type MessagePart = TextPart | FilePart | ImagePart;
+
+/** A part's own text: a file or image part has none (its file's text goes into prompts, not into the message). */
+export const partText = (p: MessagePart) => (p.type === 'input_file' || p.type === 'input_image' ? '' : p.text);
 
 export interface InputMessage {
   type: 'message';
@@ -71,7 +93,14 @@ const filePart = z.object({
   file_data: z.string().optional(),
   file_url: z.string().optional(),
 });
-const part = z.discriminatedUnion('type', [textPart, filePart]);
+/** A data URL may be as long as the body limit allows; the image's own size limit is checked when it is read. */
+const imagePart = z.object({
+  type: z.literal('input_image'),
+  image_url: storableString().min(1).nullish(),
+  file_id: storableString().max(MAX_ID).nullish(),
+  detail: z.enum(['low', 'high', 'auto']).nullish(),
+});
+const part = z.discriminatedUnion('type', [textPart, filePart, imagePart]);
 const id = storableString().min(1).max(MAX_ID);
 
 const message = z.object({
@@ -122,11 +151,17 @@ export function parseInputItem(raw: unknown, i: number): Parsed {
       const content = typeof v.content === 'string' ? [{ type: 'input_text' as const, text: v.content }] : v.content;
       const parts: MessagePart[] = [];
       for (const [j, p] of content.entries()) {
+        const param = `input[${i}].content[${j}]`;
+        if (p.type === 'input_image') {
+          const image = imagePartOf(p, param, v.role);
+          if (image instanceof UnsupportedItem) return image;
+          parts.push(image);
+          continue;
+        }
         if (p.type !== 'input_file') {
           parts.push(p);
           continue;
         }
-        const param = `input[${i}].content[${j}]`;
         if (v.role !== 'user') return new UnsupportedItem(param, 'unsupported_content_type', `${param}: input_file parts belong in user messages`);
         if (p.file_data !== undefined || p.file_url !== undefined) {
           return new UnsupportedItem(
@@ -166,6 +201,35 @@ export function parseInputItem(raw: unknown, i: number): Parsed {
   }
 }
 
-/** A request must say something: some message text, or a function's result, call or reference. */
+/** The longest http(s) image URL taken. */
+const MAX_URL = 8192;
+
+/** An `input_image` part, checked for form: one source, a URL of a kind that is fetched, a well-formed data URL of an image type. */
+function imagePartOf(p: z.infer<typeof imagePart>, param: string, role: InputRole): ImagePart | UnsupportedItem {
+  if (role !== 'user') return new UnsupportedItem(param, 'unsupported_content_type', `${param}: input_image parts belong in user messages`);
+  const detail = p.detail ?? 'auto';
+  const url = p.image_url ?? undefined;
+  const fileId = p.file_id ?? undefined;
+  if ((url === undefined) === (fileId === undefined)) {
+    return new UnsupportedItem(param, 'invalid_image_source', `${param}: an input_image part needs exactly one of image_url and file_id`);
+  }
+  if (fileId !== undefined) return { type: 'input_image', detail, file_id: fileId, param };
+  const where = `${param}.image_url`;
+  const failure = url!.startsWith('data:') ? dataUrlProblem(url!) : url!.length > MAX_URL ? new ImageFailure('invalid_image_url', `the URL is longer than ${MAX_URL} characters`) : imageUrlProblem(url!);
+  if (failure !== undefined) return new UnsupportedItem(where, failure.code, `${where}: ${failure.message}`);
+  return { type: 'input_image', detail, image_url: url, param };
+}
+
+const dataUrlProblem = (url: string) => {
+  const parsed = parseDataUrl(url);
+  return parsed instanceof ImageFailure ? parsed : undefined;
+};
+
+const imageUrlProblem = (url: string) => {
+  const parsed = imageUrl(url);
+  return parsed instanceof ImageFailure ? parsed : undefined;
+};
+
+/** A request must say something: some message text, an image, or a function's result, call or reference. */
 export const hasSubstance = (items: InputItem[]) =>
-  items.some((it) => it.type !== 'message' || it.content.some((p) => p.type === 'input_file' || p.text.trim() !== ''));
+  items.some((it) => it.type !== 'message' || it.content.some((p) => p.type === 'input_file' || p.type === 'input_image' || p.text.trim() !== ''));

@@ -117,7 +117,7 @@ function rejection(issues: z.core.$ZodIssue[]): ApiError {
   if (field === 'input') {
     if (issue.path.at(-1) === 'role') return badRequest('invalid_role', `${param} must be user, assistant, system or developer`, param);
     if (issue.path.length > 3 && issue.path[2] === 'content') {
-      return badRequest('invalid_content_type', `${param}: content parts are {type:"input_text", text} or {type:"input_file", file_id}`, param);
+      return badRequest('invalid_content_type', `${param}: content parts are {type:"input_text", text}, {type:"input_file", file_id} or {type:"input_image", image_url or file_id}`, param);
     }
     if (issue.path.length >= 3 && issue.path[2] === 'call_id') return badRequest('invalid_call_id', `${param}: ${issue.message}`, param);
     return badRequest('invalid_input', `${param}: input is a non-empty string or a non-empty list of items (${issue.message})`, param);

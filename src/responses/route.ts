@@ -22,6 +22,7 @@ import { estimateTokens, extendReservation, limitedWindows, rateHeaders, snapsho
 import { checkRequestRate } from '../limits/rate.ts';
 import { windowsAt, type Window } from '../limits/windows.ts';
 import type { Toolbox } from '../tools/registry.ts';
+import type { ImageSources } from '../images/load.ts';
 import { openCall, type CallBuilder, type CallOutcome } from './attempts.ts';
 import { echoOf, ResponseBuilder } from './builder.ts';
 import { collect } from './collect.ts';
@@ -53,6 +54,8 @@ export interface ResponseRouteOptions {
   cancels: Cancels;
   /** Catches a conversation's summary up when its history overflowed a model's window. */
   summaries: Summariser;
+  /** Where `input_image` parts are read from: the blob store, the guarded fetcher, their limits. */
+  images: ImageSources;
   /** Aborts when the shutdown grace period is over: streams still running end with `server_shutting_down`. */
   shutdown: AbortSignal;
   /** How long a finished response may wait for its write before the client is told it could not be stored (it stays queued). */
@@ -94,7 +97,12 @@ function featuresOf(request: CreateRequest, prepared: PreparedContext, tools: Re
     retrieval: request.projectId !== null,
     reasoningEffort: request.reasoningEffort,
     // Tools the client asked for need a model that can call them; the default catalogue goes only to models that can.
-    needs: [...(request.responseFormat === undefined ? [] : (['json'] as const)), ...(request.toolSet.asked && hasTools(tools) ? (['tools'] as const) : [])],
+    needs: [
+      ...(request.responseFormat === undefined ? [] : (['json'] as const)),
+      ...(request.toolSet.asked && hasTools(tools) ? (['tools'] as const) : []),
+      // Images in the input only go to a model that can see them.
+      ...(prepared.hasImages ? (['vision'] as const) : []),
+    ],
     maxOutputTokens: request.maxOutputTokens,
     allowedCountries,
   };
@@ -115,6 +123,19 @@ function estimateFor(request: CreateRequest, prepared: PreparedContext, decision
 /** The longest a request can hold its reservation: every attempt's deadline and the longest upstream call, and a minute. */
 const reservationTtl = (catalog: Catalog) =>
   catalog.router.failover.deadline_ms + Math.max(0, ...catalog.providers.map((p) => p.timeouts.total_ms)) + 60_000;
+
+/**
+ * The router's pick. A conversation whose history holds images prefers a
+ * model that can see them; when none fits, another model takes it and reads
+ * notes in the images' place.
+ */
+function pickFor(features: RequestFeatures, prepared: PreparedContext, catalog: Catalog, health: HealthTable) {
+  if (prepared.historyImages && !features.needs.includes('vision')) {
+    const seeing = pick({ ...features, needs: [...features.needs, 'vision'] }, catalog, health);
+    if (seeing.model !== null) return seeing;
+  }
+  return pick(features, catalog, health);
+}
 
 /** Models that can read tool calls in their prompt. */
 const toolCapable = (models: ModelConfig[]) => models.filter((m) => m.capabilities.includes('tools'));
@@ -163,10 +184,10 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     if (request.projectId !== null) requireFeature(principal, 'projects', 'projects');
     let tools = toolsFor(request.toolSet, principal, toolbox);
     if (!hasEnabledModel(catalog)) throw noModel();
-    const prepared = await prepareContext(db, principal, request);
+    const prepared = await prepareContext(db, principal, request, opts.images);
     const residency = principal.policy.residency;
     const features = featuresOf(request, prepared, tools, allowedCountries(residency));
-    const decision = pick(features, catalog, health);
+    const decision = pickFor(features, prepared, catalog, health);
     if (decision.model === null) throw unroutable(catalog, features, residency, prepared);
     // The default catalogue is offered only where the chosen model can call tools.
     if (!request.toolSet.asked && !decision.model.capabilities.includes('tools')) tools = noTools(tools);

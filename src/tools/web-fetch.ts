@@ -239,7 +239,7 @@ async function discard(body: Dispatcher.ResponseData['body']): Promise<void> {
  * an error on the stream, which nobody listens to any more: without a
  * listener it would crash the process.
  */
-function drop(stream: Readable): void {
+export function drop(stream: Readable): void {
   stream.on('error', () => undefined);
   stream.destroy();
 }
@@ -249,7 +249,7 @@ function firstHeader(value: string | string[] | undefined): string | undefined {
 }
 
 /** Settles with `work`, or rejects as soon as `signal` aborts (undici does not notice an abort while a connection is still opening). */
-function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+export function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(signal.reason as Error);
     if (signal.aborted) onAbort();
@@ -288,7 +288,7 @@ function explain(err: unknown, current: URL, requested: URL): Error {
 }
 
 /** An error and the errors it wraps, outermost first. */
-function causes(err: unknown): unknown[] {
+export function causes(err: unknown): unknown[] {
   const chain: unknown[] = [];
   for (let e = err; e !== undefined && e !== null && chain.length < 5; e = (e as { cause?: unknown }).cause) chain.push(e);
   return chain;

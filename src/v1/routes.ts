@@ -48,8 +48,8 @@ export const v1Routes: FastifyPluginAsyncZod<{ keyAuth: KeyAuth; cancelWaitMs: n
     }),
   );
 
-  const { db, catalog, providers, health, writer, recovery, toolbox, cancels, summaries, shutdown, storeWaitMs, streamDefault, now, keepAliveMs } = opts;
-  await app.register(responseRoutes, { db, catalog, providers, health, writer, recovery, toolbox, cancels, summaries, shutdown, storeWaitMs, streamDefault, now, keepAliveMs });
+  const { db, catalog, providers, health, writer, recovery, toolbox, cancels, summaries, images, shutdown, storeWaitMs, streamDefault, now, keepAliveMs } = opts;
+  await app.register(responseRoutes, { db, catalog, providers, health, writer, recovery, toolbox, cancels, summaries, images, shutdown, storeWaitMs, streamDefault, now, keepAliveMs });
   await app.register(responseItemRoutes, { db, cancels, cancelWaitMs: opts.cancelWaitMs });
   await app.register(conversationRoutes, { db });
   await app.register(usageRoutes, { db: opts.db, now: opts.now });
