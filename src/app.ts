@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import type { IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import sensible from '@fastify/sensible';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -25,6 +26,17 @@ import { Cancels } from './responses/cancels.ts';
 import { purgeExpired } from './data/retention.ts';
 import { DatabaseBlobStore } from './files/blobs.ts';
 import { FileJobs } from './files/jobs.ts';
+import { metricsRoute, startMetricsServer, type MetricsServer } from './observability/endpoint.ts';
+import { observeRequests } from './observability/http.ts';
+import { addGaugeSource } from './observability/metrics.ts';
+import { tracingOn } from './observability/tracing.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Where the metrics listener of EUGPT_METRICS_PORT listens; null without one. */
+    metricsAddress: AddressInfo | null;
+  }
+}
 
 export interface AppDeps {
   config: Config;
@@ -105,6 +117,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     });
   });
 
+  // Counted and timed (and traced when tracing is on) before any route exists, so every route is.
+  observeRequests(app, { tracing: tracingOn() });
+
   const keyAuth = createKeyAuth({
     db: database.db,
     ttlMs: config.keyCacheTtlMs,
@@ -176,7 +191,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await providers.close();
     await toolbox.close();
     await fileJobs.close();
+    await metricsServer.close();
   });
+
+  const metricsServer = await serveMetrics(app, config, database, health);
 
   await app.register(sensible);
   await app.register(errorsPlugin);
@@ -211,4 +229,35 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   await app.register(adminRoutes, { prefix: '/admin/v1', db: database.db, adminToken: config.adminToken, keyAuth, now });
   return app;
+}
+
+/**
+ * The metrics: gauges read from this app's health table and database, and
+ * where Prometheus may read them (the main port with a token, a port of its own, or nowhere).
+ */
+async function serveMetrics(app: FastifyInstance, config: Config, database: Database, health: HealthTable): Promise<{ close(): Promise<void> }> {
+  const models = config.catalog.models.map((m) => m.id);
+  const removeSource = addGaugeSource({
+    breakers: () => models.map((id) => [id, health.breakerState(id)] as [string, 0 | 1 | 2]),
+    pool: () => database.poolStats(),
+  });
+  const { token, port, host } = config.observability.metrics;
+  if (token !== undefined) metricsRoute(app, token);
+  let server: MetricsServer | null = null;
+  try {
+    if (port !== undefined) server = await startMetricsServer(host, port);
+  } catch (err) {
+    removeSource();
+    throw err;
+  }
+  app.decorate('metricsAddress', server?.address ?? null);
+  const where = [token === undefined ? [] : ['GET /metrics on the main port (bearer token)'], server === null ? [] : [`http://${host}:${server.address.port}/metrics`]].flat();
+  if (where.length === 0) app.log.info('metrics are off: set EUGPT_METRICS_TOKEN or EUGPT_METRICS_PORT to serve them');
+  else app.log.info({ metrics: where }, 'serving metrics');
+  return {
+    async close() {
+      removeSource();
+      await server?.close();
+    },
+  };
 }

@@ -7,6 +7,7 @@ import { formatPath } from './param-path.ts';
 import { catalogSchema, checkCatalog, type Catalog } from './router/catalog.ts';
 import { planConfigSchema, type PlanInput } from './tenancy/plans.ts';
 import { toolsSchema, type ToolsConfig } from './tools/config.ts';
+import { observabilityEnv, observabilityFrom, type ObservabilityConfig } from './observability/config.ts';
 
 /**
  * The one place that reads process.env: one config object, parsed once at start.
@@ -84,6 +85,8 @@ const envSchema = z.object({
   EUGPT_ORG_STORAGE_BYTES: intFromEnv(0, 2 ** 50).default(1024 * 1024 * 1024),
   EUGPT_EXTRACT_TIMEOUT_MS: intFromEnv(10, 3_600_000).default(60_000),
   EUGPT_EXTRACT_MEMORY_MB: intFromEnv(64, 65_536).default(512),
+  // Metrics and traces (observability/config.ts).
+  ...observabilityEnv,
 });
 
 /** The optional config file: providers, models, router settings, plans, tools. */
@@ -129,6 +132,8 @@ export interface Config {
   tools: ResolvedToolsConfig;
   /** Uploaded files: the largest file, the bytes all files of one organisation may take, and the limits of text extraction. */
   files: FilesConfig;
+  /** `/metrics` (where and with what token) and OpenTelemetry traces (where to). */
+  observability: ObservabilityConfig;
 }
 
 export interface FilesConfig {
@@ -246,6 +251,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       extractTimeoutMs: e.EUGPT_EXTRACT_TIMEOUT_MS,
       extractMemoryMb: e.EUGPT_EXTRACT_MEMORY_MB,
     },
+    observability: observabilityFrom(e),
   };
 }
 

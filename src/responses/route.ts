@@ -37,6 +37,8 @@ import { hasTools, noTools, specsOf, toolsFor, type ResponseTools } from './tool
 import { endWith, SSE_HEADERS, writeEvents } from './sse.ts';
 import { findOwnedResponse, finishRecord, releaseRecord, startRecord } from './store.ts';
 import type { ResponseWriter } from './writer.ts';
+import { recordFirstToken, recordResponse } from '../observability/metrics.ts';
+import { inSpan } from '../observability/tracing.ts';
 
 export interface ResponseRouteOptions {
   db: Db;
@@ -198,7 +200,11 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     const windows = windowsAt(now);
     let admitted: Awaited<ReturnType<typeof admit>>;
     try {
-      admitted = await admit(req, principal, body, windows, now);
+      admitted = await inSpan('response.admit', {}, async (span) => {
+        const a = await admit(req, principal, body, windows, now);
+        span.setAttributes({ 'eugpt.model': a.decision.model.id, 'eugpt.route.category': a.decision.category, 'eugpt.stream': a.request.stream });
+        return a;
+      });
     } catch (err) {
       // Every answer of this route carries the quota headers, refusals before admission too.
       const hasThem = err instanceof ApiError && 'x-ratelimit-limit-tokens' in err.headers;
@@ -301,7 +307,7 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     };
     const store = async (): Promise<Stored> => {
       markStopped();
-      const saving = writer.finish(finishRecord(builder, prepared, principal, request, reservation));
+      const saving = inSpan('response.store', { 'eugpt.status': builder.status }, () => writer.finish(finishRecord(builder, prepared, principal, request, reservation)));
       saving.catch((err: unknown) =>
         req.log.error({ err, response_id: builder.id, usage: builder.usage }, 'could not store the response; its usage is not counted'),
       );
@@ -320,6 +326,7 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
         builder.finish(first.type === 'gone' ? 'incomplete' : 'failed', opts.now());
         await store();
         logFinished(req, builder);
+        recordResponse(builder.model, builder.status, request.stream, reply.elapsedTime / 1000);
       }
       if (first.type === 'gone') {
         if (stoppedByCancel()) throw new ApiError(409, 'invalid_request_error', 'response_cancelled', 'the response was cancelled before the model answered');
@@ -343,6 +350,7 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
       routing: request.includeRouting ? { model_id: first.call.model.id, category: decision.category, reason: decision.reason } : undefined,
       now: opts.now,
       log: req.log,
+      onFirstDelta: () => recordFirstToken(builder.model, request.stream, reply.elapsedTime / 1000),
     });
     recovery.track(builder, request.store);
     let stored: Promise<Stored> | undefined;
@@ -351,6 +359,7 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
       unregister();
       recovery.untrack(builder.id);
       logFinished(req, builder);
+      recordResponse(builder.model, builder.status, request.stream, reply.elapsedTime / 1000);
     };
 
     reply.header('x-eugpt-model', first.call.model.id);
