@@ -194,10 +194,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await metricsServer.close();
   });
 
-  const metricsServer = await serveMetrics(app, config, database, health);
-
   await app.register(sensible);
   await app.register(errorsPlugin);
+  // After the error handler, so that a refused scrape gets the usual envelope.
+  const metricsServer = await serveMetrics(app, config, database, health);
   await app.register(openapiPlugin);
   await app.register(healthRoutes, { database, catalog: config.catalog, health });
   await app.register(v1Routes, {
