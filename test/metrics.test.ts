@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
@@ -198,4 +199,12 @@ describe('after traffic', () => {
     expect(value(after, 'eugpt_upstream_calls_total', { model: 'llama-small', outcome: 'failure' }) - value(before, 'eugpt_upstream_calls_total', { model: 'llama-small', outcome: 'failure' })).toBe(1);
     expect(value(after, 'eugpt_breaker_state', { model: 'llama-small' })).toBe(2);
   });
+});
+
+it('has every metric the Grafana dashboard queries', async () => {
+  const dashboard = readFileSync(new URL('../deploy/grafana/eugpt-dashboard.json', import.meta.url), 'utf8');
+  const used = new Set([...dashboard.matchAll(/\b((?:eugpt|process|nodejs)_\w+?)(?:_bucket|_count|_sum)?\b/g)].map((m) => m[1]!));
+  expect(used.size).toBeGreaterThan(10);
+  const text = await scrape();
+  for (const name of used) expect(text, name).toMatch(new RegExp(`^# TYPE ${name} `, 'm'));
 });
