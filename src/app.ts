@@ -135,6 +135,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     new Map(config.catalog.providers.map((p) => [p.id, p.max_concurrency ?? p.max_connections])),
     now,
   );
+  // Before anything else starts, so that a metrics port already taken stops the start cleanly.
+  const metricsServer = await serveMetrics(app, config, database, health);
   const writer = new ResponseWriter(database.db, {
     onRetry: (err, attempt, jobs) => app.log.warn({ error: (err as Error).message, attempt, jobs }, 'database unavailable; retrying the write of finished responses'),
     onBare: (record, err) =>
@@ -197,7 +199,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(sensible);
   await app.register(errorsPlugin);
   // After the error handler, so that a refused scrape gets the usual envelope.
-  const metricsServer = await serveMetrics(app, config, database, health);
+  if (config.observability.metrics.token !== undefined) metricsRoute(app, config.observability.metrics.token);
   await app.register(openapiPlugin);
   await app.register(healthRoutes, { database, catalog: config.catalog, health });
   await app.register(v1Routes, {
@@ -242,7 +244,6 @@ async function serveMetrics(app: FastifyInstance, config: Config, database: Data
     pool: () => database.poolStats(),
   });
   const { token, port, host } = config.observability.metrics;
-  if (token !== undefined) metricsRoute(app, token);
   let server: MetricsServer | null = null;
   try {
     if (port !== undefined) server = await startMetricsServer(host, port);

@@ -70,7 +70,16 @@ export async function serve(overrides: Partial<Pick<Config, 'port' | 'host'>> = 
   if (tracing === null) log.info('tracing is off: set OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT to send traces');
   else log.info({ endpoint: new URL(config.observability.tracing.url!).origin, service: config.observability.tracing.serviceName }, 'sending traces (OTLP over HTTP)');
 
-  const app = await buildApp({ config, database, logger: log });
+  let app: Awaited<ReturnType<typeof buildApp>>;
+  try {
+    app = await buildApp({ config, database, logger: log });
+  } catch (err) {
+    // E.g. the metrics port is taken: say so in one line and stop.
+    log.fatal({ err }, 'cannot start the server');
+    await tracing?.shutdown().catch(() => undefined);
+    await database.close().catch(() => undefined);
+    process.exit(1);
+  }
   // Streams get the grace period; then they are ended, stored and metered, which needs a few seconds more.
   closeWithGrace({ delay: config.shutdownGraceMs + config.storeWaitMs + 2_000, logger: log }, async ({ signal, err }) => {
     if (err !== undefined) log.error({ err }, 'shutting down after an error');

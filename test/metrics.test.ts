@@ -92,6 +92,11 @@ describe('access', () => {
     }
   });
 
+  it('stops the start when its port is taken', async () => {
+    const taken = String(h.app.metricsAddress!.port);
+    await expect(buildApp({ config: loadConfig({ EUGPT_METRICS_PORT: taken }), database: h.database, logger: false })).rejects.toThrow(/EADDRINUSE/);
+  });
+
   it('refuses a short token and a bad port at start', () => {
     expect(() => loadConfig({ EUGPT_METRICS_TOKEN: 'short' })).toThrow(/EUGPT_METRICS_TOKEN: must be at least 16/);
     expect(() => loadConfig({ EUGPT_METRICS_PORT: 'x' })).toThrow(/EUGPT_METRICS_PORT/);
