@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import type { IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import sensible from '@fastify/sensible';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -28,6 +29,19 @@ import { DatabaseBlobStore } from './files/blobs.ts';
 import { createImageFetcher } from './images/fetch.ts';
 import type { Lookup } from './tools/fetch-agent.ts';
 import { FileJobs } from './files/jobs.ts';
+import { metricsRoute, startMetricsServer, type MetricsServer } from './observability/endpoint.ts';
+import { observeRequests } from './observability/http.ts';
+import { addGaugeSource } from './observability/metrics.ts';
+import { tracingOn } from './observability/tracing.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Where the metrics listener of EUGPT_METRICS_PORT listens; null without one. */
+    metricsAddress: AddressInfo | null;
+    /** Tests wait on it to see a summary made. */
+    summaries: Summariser;
+  }
+}
 
 export interface AppDeps {
   config: Config;
@@ -110,6 +124,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     });
   });
 
+  // Counted and timed (and traced when tracing is on) before any route exists, so every route is.
+  observeRequests(app, { tracing: tracingOn() });
+
   const keyAuth = createKeyAuth({
     db: database.db,
     ttlMs: config.keyCacheTtlMs,
@@ -125,6 +142,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     new Map(config.catalog.providers.map((p) => [p.id, p.max_concurrency ?? p.max_connections])),
     now,
   );
+  // Before anything else starts, so that a metrics port already taken stops the start cleanly.
+  const metricsServer = await serveMetrics(app, config, database, health);
   const writer = new ResponseWriter(database.db, {
     onRetry: (err, attempt, jobs) => app.log.warn({ error: (err as Error).message, attempt, jobs }, 'database unavailable; retrying the write of finished responses'),
     onBare: (record, err) =>
@@ -187,10 +206,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await toolbox.close();
     await fileJobs.close();
     await imageFetcher.close();
+    await metricsServer.close();
   });
 
   await app.register(sensible);
   await app.register(errorsPlugin);
+  // After the error handler, so that a refused scrape gets the usual envelope.
+  if (config.observability.metrics.token !== undefined) metricsRoute(app, config.observability.metrics.token);
   await app.register(openapiPlugin);
   await app.register(healthRoutes, { database, catalog: config.catalog, health });
   await app.register(v1Routes, {
@@ -226,8 +248,32 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   return app;
 }
 
-declare module 'fastify' {
-  interface FastifyInstance {
-    summaries: Summariser;
+/**
+ * The metrics: gauges read from this app's health table and database, and
+ * where Prometheus may read them (the main port with a token, a port of its own, or nowhere).
+ */
+async function serveMetrics(app: FastifyInstance, config: Config, database: Database, health: HealthTable): Promise<{ close(): Promise<void> }> {
+  const models = config.catalog.models.map((m) => m.id);
+  const removeSource = addGaugeSource({
+    breakers: () => models.map((id) => [id, health.breakerState(id)] as [string, 0 | 1 | 2]),
+    pool: () => database.poolStats(),
+  });
+  const { token, port, host } = config.observability.metrics;
+  let server: MetricsServer | null = null;
+  try {
+    if (port !== undefined) server = await startMetricsServer(host, port);
+  } catch (err) {
+    removeSource();
+    throw err;
   }
+  app.decorate('metricsAddress', server?.address ?? null);
+  const where = [token === undefined ? [] : ['GET /metrics on the main port (bearer token)'], server === null ? [] : [`http://${host}:${server.address.port}/metrics`]].flat();
+  if (where.length === 0) app.log.info('metrics are off: set EUGPT_METRICS_TOKEN or EUGPT_METRICS_PORT to serve them');
+  else app.log.info({ metrics: where }, 'serving metrics');
+  return {
+    async close() {
+      removeSource();
+      await server?.close();
+    },
+  };
 }

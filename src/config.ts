@@ -9,6 +9,7 @@ import { planConfigSchema, type PlanInput } from './tenancy/plans.ts';
 import { imagesSchema, type ImagesConfig } from './images/config.ts';
 import { toolsSchema, type ToolsConfig } from './tools/config.ts';
 import type { SummarySettings } from './conversations/summary.ts';
+import { observabilityEnv, observabilityFrom, type ObservabilityConfig } from './observability/config.ts';
 
 /**
  * The one place that reads process.env: one config object, parsed once at start.
@@ -87,6 +88,8 @@ const envSchema = z.object({
   EUGPT_ORG_STORAGE_BYTES: intFromEnv(0, 2 ** 50).default(1024 * 1024 * 1024),
   EUGPT_EXTRACT_TIMEOUT_MS: intFromEnv(10, 3_600_000).default(60_000),
   EUGPT_EXTRACT_MEMORY_MB: intFromEnv(64, 65_536).default(512),
+  // Metrics and traces (observability/config.ts).
+  ...observabilityEnv,
 });
 
 /** Summaries of long conversations (conversations/summary.ts). */
@@ -159,6 +162,8 @@ export interface Config {
   files: FilesConfig;
   /** Summaries of conversations whose history outgrew a model's window. */
   summaries: SummarySettings;
+  /** `/metrics` (where and with what token) and OpenTelemetry traces (where to). */
+  observability: ObservabilityConfig;
 }
 
 export interface FilesConfig {
@@ -279,6 +284,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       extractTimeoutMs: e.EUGPT_EXTRACT_TIMEOUT_MS,
       extractMemoryMb: e.EUGPT_EXTRACT_MEMORY_MB,
     },
+    observability: observabilityFrom(e),
   };
 }
 

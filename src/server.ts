@@ -4,6 +4,7 @@ import { buildApp, loggerOptions } from './app.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { openDatabase, type Database } from './db/client.ts';
 import { DataDirInUseError } from './db/lock.ts';
+import { startTracing, type Tracing } from './observability/tracing.ts';
 
 /**
  * PostgreSQL may still be starting (compose, Kubernetes): retry the first
@@ -59,13 +60,33 @@ export async function serve(overrides: Partial<Pick<Config, 'port' | 'host'>> = 
   }
   log.info({ database: database.kind, location: database.kind === 'pglite' ? config.dataDir : 'DATABASE_URL' }, 'database ready');
 
-  const app = await buildApp({ config, database, logger: log });
+  // Before the app is built, so that its request hooks know tracing is on.
+  let tracing: Tracing | null = null;
+  try {
+    tracing = await startTracing(config.observability.tracing);
+  } catch (err) {
+    log.error({ err }, 'could not start tracing; serving without it');
+  }
+  if (tracing === null) log.info('tracing is off: set OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT to send traces');
+  else log.info({ endpoint: new URL(config.observability.tracing.url!).origin, service: config.observability.tracing.serviceName }, 'sending traces (OTLP over HTTP)');
+
+  let app: Awaited<ReturnType<typeof buildApp>>;
+  try {
+    app = await buildApp({ config, database, logger: log });
+  } catch (err) {
+    // E.g. the metrics port is taken: say so in one line and stop.
+    log.fatal({ err }, 'cannot start the server');
+    await tracing?.shutdown().catch(() => undefined);
+    await database.close().catch(() => undefined);
+    process.exit(1);
+  }
   // Streams get the grace period; then they are ended, stored and metered, which needs a few seconds more.
   closeWithGrace({ delay: config.shutdownGraceMs + config.storeWaitMs + 2_000, logger: log }, async ({ signal, err }) => {
     if (err !== undefined) log.error({ err }, 'shutting down after an error');
     else log.info({ signal }, 'shutting down: finishing requests in flight');
     await app.close();
     await database.close();
+    await tracing?.shutdown().catch((e: unknown) => log.warn({ error: (e as Error).message }, 'could not send the last spans'));
   });
   try {
     // Node's default accept backlog (511) drops connections of a burst (thousands of clients at once), which then

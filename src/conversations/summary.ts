@@ -311,6 +311,7 @@ export class Summariser {
     }
     text = toStorable(text).trim();
     const counted = this.counted(reported, usage, promptTokens, text);
+    call.count({ inputTokens: counted.inputTokens, outputTokens: counted.outputTokens, cachedTokens: 0, reasoningTokens: 0 });
     const next = text === '' ? null : { text, throughPosition: through, tokens: countTokens(text), model: call.model.id, previous: after };
     const stored = await this.settle(conversationId, job.principal, reservation, counted, next);
     log.info({ conversation_id: conversationId, through_position: through, tokens: next?.tokens ?? 0, model: call.model.id, stored }, 'conversation summary updated');

@@ -1,3 +1,6 @@
+import { context, trace, type Context } from '@opentelemetry/api';
+import { recordBatch } from '../observability/metrics.ts';
+import { endWithError, startSpan, tracingOn } from '../observability/tracing.ts';
 import { isDatabaseUnavailable } from './errors.ts';
 
 /**
@@ -25,14 +28,22 @@ export interface BatcherOptions<J> {
   backoff?: { minMs: number; maxMs: number };
   /** A retry after a database outage, for the log. */
   onRetry?(err: unknown, attempt: number, jobs: number): void;
+  /** The queue's name in metrics and traces. */
+  name?: string;
 }
 
 interface Entry<J> {
   job: J;
   /** Set once resolved or rejected: a retry after a split never writes a job twice. */
   settled: boolean;
+  /** Set once committed. */
+  written: boolean;
   resolve: () => void;
   reject: (err: unknown) => void;
+  /** When it was queued (performance.now()), for the queue-wait metric. */
+  queuedAt: number;
+  /** The trace context of the request that queued it, when tracing is on. */
+  trace: Context | undefined;
 }
 
 export class Batcher<J> {
@@ -52,14 +63,18 @@ export class Batcher<J> {
       const entry: Entry<J> = {
         job,
         settled: false,
+        written: false,
         resolve: () => {
           entry.settled = true;
+          entry.written = true;
           resolve();
         },
         reject: (err) => {
           entry.settled = true;
           reject(err instanceof Error ? err : new Error(String(err)));
         },
+        queuedAt: performance.now(),
+        trace: tracingOn() ? context.active() : undefined,
       };
       this.queue.push(entry);
       this.schedule();
@@ -114,11 +129,35 @@ export class Batcher<J> {
     if (this.writing || this.queue.length === 0) return;
     const batch = this.queue.splice(0, this.opts.maxBatch);
     this.writing = true;
+    const started = performance.now();
+    const span = this.batchSpan(batch);
     void this.writeWithRetry(batch).finally(() => {
+      const queue = this.opts.name ?? 'other';
+      recordBatch(queue, batch.length, batch.map((e) => (started - e.queuedAt) / 1000), (performance.now() - started) / 1000);
+      if (span !== undefined) {
+        const failed = batch.filter((e) => !e.written).length;
+        span.setAttribute('eugpt.batch.failed', failed);
+        if (failed > 0) endWithError(span, 'jobs_failed');
+        else span.end();
+      }
       this.writing = false;
       if (this.queue.length === 0) for (const wake of this.idleWaiters.splice(0)) wake();
       else this.schedule();
     });
+  }
+
+  /**
+   * One span per batch: a child of the first job's request, linked to the
+   * others', since one transaction serves them all.
+   */
+  private batchSpan(batch: Entry<J>[]) {
+    const first = batch[0]?.trace;
+    if (first === undefined) return undefined;
+    const links = batch.slice(1).flatMap((e) => {
+      const ctx = e.trace === undefined ? undefined : trace.getSpanContext(e.trace);
+      return ctx === undefined ? [] : [{ context: ctx }];
+    });
+    return startSpan('db.batch', { 'eugpt.queue': this.opts.name ?? 'other', 'eugpt.batch.size': batch.length }, links, first);
   }
 
   private async writeWithRetry(batch: Entry<J>[]): Promise<void> {

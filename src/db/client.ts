@@ -28,6 +28,8 @@ export interface Database {
   ping(timeoutMs?: number): Promise<void>;
   migrate(): Promise<void>;
   close(): Promise<void>;
+  /** Connections for the metrics: PostgreSQL's pool (total, idle, requests waiting); the embedded database is one. */
+  poolStats(): { total: number; idle?: number; waiting?: number };
 }
 
 const MIGRATIONS = fileURLToPath(new URL('../../migrations', import.meta.url));
@@ -97,6 +99,7 @@ function openPostgres(url: string, max: number, timeouts: DbTimeouts, applicatio
   return {
     db,
     kind: 'postgres',
+    poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
     async ping(timeoutMs = 2_000) {
       if (closed) throw new Error('the database pool is closed');
       try {
@@ -148,6 +151,7 @@ async function openPglite(dataDir: string): Promise<Database> {
   return {
     db,
     kind: 'pglite',
+    poolStats: () => ({ total: client.closed ? 0 : 1 }),
     // Embedded: there is no server to lose, and a query would wait behind a busy
     // queue of statements; ready while the instance is open.
     async ping() {

@@ -2,6 +2,7 @@ import { errors, Pool } from 'undici';
 import type { Dispatcher } from 'undici';
 import type { ProviderConfig } from '../router/catalog.ts';
 import { ConnectionGate } from './gate.ts';
+import { recordConnectionWait } from '../observability/metrics.ts';
 import { readSse } from './sse.ts';
 import { parseRetryAfter, UpstreamError } from './types.ts';
 
@@ -50,7 +51,9 @@ export class UpstreamHttp {
    * hears when it left the queue, the moment the model's latency counts from.
    */
   async post(path: string, headers: Record<string, string>, body: string, signal: AbortSignal, onSent?: () => void): Promise<UpstreamCall> {
+    const queued = performance.now();
     const slot = await this.gate.enter(signal);
+    recordConnectionWait(this.provider.id, (performance.now() - queued) / 1000);
     onSent?.();
     const t = this.provider.timeouts;
     const controller = new AbortController();

@@ -2,7 +2,9 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Db } from '../db/client.ts';
 import { scrubErrorText } from '../http/log-errors.ts';
 import type { Providers } from '../providers/registry.ts';
-import { UpstreamError, type ChatRequest, type ProviderEvent } from '../providers/types.ts';
+import { UpstreamError, type ChatRequest, type ProviderEvent, type UpstreamUsage } from '../providers/types.ts';
+import { recordTokens, recordUpstreamCall, recordUpstreamError } from '../observability/metrics.ts';
+import { endWithError, startSpan } from '../observability/tracing.ts';
 import type { Catalog, ModelConfig } from '../router/catalog.ts';
 import type { HealthTable, Outcome as HealthOutcome } from '../router/health.ts';
 
@@ -24,6 +26,8 @@ export interface ModelCall {
   maxOutputTokens: number;
   /** When the call was sent (after any wait for a free connection): the model's latency counts from here. */
   startedAt: number;
+  /** Counts the tokens one call used (metrics, and the call's span). */
+  count(usage: UpstreamUsage): void;
   /** Gives the model's health slot back with what the call said about it; the first call of end() wins. */
   end(outcome: HealthOutcome): void;
 }
@@ -79,13 +83,25 @@ export async function openCall(deps: CallDeps, candidates: ModelConfig[], build:
   const models = candidates.slice(0, failover.max_attempts);
   const tried: { model: string; error: string }[] = [];
   let lastError: unknown;
+  let attempts = 0;
 
   const attempt = async (model: ModelConfig): Promise<Step> => {
+    // One span per attempt, from the request to the end of the call: its model, its outcome, its tokens.
+    const span = startSpan('model.call', { 'eugpt.model': model.id, 'eugpt.provider': model.provider, 'eugpt.attempt': ++attempts });
+    /** Every attempt ends here once: the health table, the metrics and the span hear the same outcome. */
+    const settle = (outcome: HealthOutcome) => {
+      deps.health.release(model.id, model.provider, outcome);
+      recordUpstreamCall(model.id, outcome.type);
+      span.setAttribute('eugpt.outcome', outcome.type);
+      if (outcome.type === 'failure' || outcome.type === 'rate_limited') endWithError(span, outcome.type);
+      else span.end();
+    };
     let request: Awaited<ReturnType<CallBuilder>>;
     try {
       request = await build(model);
     } catch (err) {
       deps.health.release(model.id, model.provider, { type: 'neutral' });
+      endWithError(span, 'prompt_not_built');
       throw err;
     }
     const controller = new AbortController();
@@ -100,6 +116,7 @@ export async function openCall(deps: CallDeps, candidates: ModelConfig[], build:
       clearTimeout(timer); // committed: from here on only the provider's own timeouts apply
       if (tried.length > 0) deps.log.info({ model: model.id, tried }, 'failed over');
       let ended = false;
+      const used = { input: 0, output: 0 };
       const call: ModelCall = {
         model,
         first: first.done === true ? undefined : first.value,
@@ -107,11 +124,19 @@ export async function openCall(deps: CallDeps, candidates: ModelConfig[], build:
         promptTokens: request.promptTokens,
         maxOutputTokens: request.maxOutputTokens,
         startedAt,
+        count(usage) {
+          recordTokens(model.id, usage.inputTokens, usage.outputTokens);
+          used.input += usage.inputTokens;
+          used.output += usage.outputTokens;
+          span.setAttributes({ 'gen_ai.usage.input_tokens': used.input, 'gen_ai.usage.output_tokens': used.output });
+        },
         end(outcome) {
           if (ended) return;
           ended = true;
           client.removeEventListener('abort', onClientGone);
-          deps.health.release(model.id, model.provider, outcome);
+          // Past its first event, a failing call failed mid-answer.
+          if (outcome.type === 'failure') recordUpstreamError(model.id, 'mid_stream');
+          settle(outcome);
         },
       };
       return { type: 'done', outcome: { type: 'started', call } };
@@ -119,10 +144,11 @@ export async function openCall(deps: CallDeps, candidates: ModelConfig[], build:
       clearTimeout(timer);
       client.removeEventListener('abort', onClientGone);
       if (client.aborted) {
-        deps.health.release(model.id, model.provider, { type: 'neutral' });
+        settle({ type: 'neutral' });
         return { type: 'done', outcome: { type: 'gone' } };
       }
-      deps.health.release(model.id, model.provider, healthOutcomeOf(err));
+      recordUpstreamError(model.id, err instanceof UpstreamError ? err.kind : 'other');
+      settle(healthOutcomeOf(err));
       tried.push({ model: model.id, error: describe(err) });
       lastError = err;
       if (err instanceof UpstreamError && err.detail !== undefined) deps.log.debug({ model: model.id, upstream_error: errorKind(err.detail) }, 'upstream error body');

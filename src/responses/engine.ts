@@ -34,6 +34,8 @@ export interface EngineRun {
   routing?: { model_id: string; category: string; reason: string } | undefined;
   now: () => number;
   log: FastifyBaseLogger;
+  /** Hears when the first text delta has been taken by the consumer (written to the stream, or folded into the document). */
+  onFirstDelta?: () => void;
 }
 
 /** The client-facing words for a failure after the stream started (code upstream_error). */
@@ -86,6 +88,7 @@ export async function* runResponse(run: EngineRun): AsyncGenerator<ResponseEvent
   const sources: Source[] = [];
   const added: ChatMessage[] = [];
   let addedTokens = 0;
+  let deltaSent = false;
 
   const endIncomplete = (reason: string) => {
     b.incompleteReason = reason;
@@ -149,6 +152,10 @@ export async function* runResponse(run: EngineRun): AsyncGenerator<ResponseEvent
             }
             stepText += event.text;
             yield emit({ type: 'response.output_text.delta', sequence_number: seq++, item_id: message.item.id, output_index: message.index, content_index: 0, delta: event.text, logprobs: [] });
+            if (!deltaSent) {
+              deltaSent = true;
+              run.onFirstDelta?.();
+            }
           } else if (event.type === 'tool_call_start') {
             // Calls count toward the output cap even without arguments, and one answer makes a bounded number of them.
             produced += event.name.length + CALL_OVERHEAD_CHARS;
@@ -194,7 +201,9 @@ export async function* runResponse(run: EngineRun): AsyncGenerator<ResponseEvent
         }
       } catch (err) {
         done = true;
-        b.addUsage(usage ?? counted(call, stepText, calls));
+        const used = usage ?? counted(call, stepText, calls);
+        b.addUsage(used);
+        call.count(used);
         b.inFlightPromptTokens = 0;
         call.end(run.signal.aborted ? { type: 'neutral' } : { type: 'failure', timeout: false });
         if (run.clientGone() || run.signal.aborted) {
@@ -208,7 +217,9 @@ export async function* runResponse(run: EngineRun): AsyncGenerator<ResponseEvent
         return;
       }
 
-      b.addUsage(usage ?? counted(call, stepText, calls));
+      const used = usage ?? counted(call, stepText, calls);
+      b.addUsage(used);
+      call.count(used);
       b.inFlightPromptTokens = 0;
       call.end({ type: 'success', latencyMs: (firstToken ?? run.now()) - call.startedAt });
       yield* closeMessage();

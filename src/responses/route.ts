@@ -41,6 +41,8 @@ import { hasTools, noTools, specsOf, toolsFor, type ResponseTools } from './tool
 import { endWith, SSE_HEADERS, waitForFirst, writeEvents } from './sse.ts';
 import { findOwnedResponse, finishRecord, releaseRecord, startRecord } from './store.ts';
 import type { ResponseWriter } from './writer.ts';
+import { recordFirstToken, recordResponse } from '../observability/metrics.ts';
+import { inSpan } from '../observability/tracing.ts';
 
 export interface ResponseRouteOptions {
   db: Db;
@@ -229,7 +231,11 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     const windows = windowsAt(now);
     let admitted: Awaited<ReturnType<typeof admit>>;
     try {
-      admitted = await admit(req, principal, body, windows, now);
+      admitted = await inSpan('response.admit', {}, async (span) => {
+        const a = await admit(req, principal, body, windows, now);
+        span.setAttributes({ 'eugpt.model': a.decision.model.id, 'eugpt.route.category': a.decision.category, 'eugpt.stream': a.request.stream });
+        return a;
+      });
     } catch (err) {
       // Every answer of this route carries the quota headers, refusals before admission too.
       const hasThem = err instanceof ApiError && 'x-ratelimit-limit-tokens' in err.headers;
@@ -353,7 +359,7 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     };
     const store = async (): Promise<Stored> => {
       markStopped();
-      const saving = writer.finish(finishRecord(builder, prepared, principal, request, reservation));
+      const saving = inSpan('response.store', { 'eugpt.status': builder.status }, () => writer.finish(finishRecord(builder, prepared, principal, request, reservation)));
       saving.then(
         (how) => {
           // Off the response's path: the summary is for the requests after this one.
@@ -378,6 +384,7 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
         builder.finish(first.type === 'gone' ? 'incomplete' : 'failed', opts.now());
         await store();
         logFinished(req, builder);
+        recordResponse(builder.model, builder.status, request.stream, reply.elapsedTime / 1000);
       }
       let failure: ApiError;
       if (first.type === 'gone') {
@@ -410,6 +417,7 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
       routing: request.includeRouting ? { model_id: first.call.model.id, category: decision.category, reason: decision.reason } : undefined,
       now: opts.now,
       log: req.log,
+      onFirstDelta: () => recordFirstToken(builder.model, request.stream, reply.elapsedTime / 1000),
     });
     recovery.track(builder, request.store);
     let stored: Promise<Stored> | undefined;
@@ -418,6 +426,7 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
       unregister();
       recovery.untrack(builder.id);
       logFinished(req, builder);
+      recordResponse(builder.model, builder.status, request.stream, reply.elapsedTime / 1000);
     };
 
     reply.header('x-eugpt-model', first.call.model.id);

@@ -179,8 +179,9 @@ export class ResponseWriter {
       // A request not yet at a model is answered 503 at once; a finished response waits out an outage.
       retryJob: () => false,
       onRetry,
+      name: 'admissions',
     });
-    this.endings = new Batcher<EndJob>({ write: (jobs) => db.transaction((tx) => writeEndings(tx, jobs)), maxBatch, retryJob: () => true, onRetry });
+    this.endings = new Batcher<EndJob>({ write: (jobs) => db.transaction((tx) => writeEndings(tx, jobs)), maxBatch, retryJob: () => true, onRetry, name: 'endings' });
   }
 
   /** Reserves tokens (when `ask` is given) and writes the response's in-progress row, in one commit. */

@@ -166,6 +166,14 @@ export class HealthTable implements HealthView {
     }
   }
 
+  /** For the metrics: 0 closed, 1 resting after a 429, 2 open or probing. Reads without adding the model to the table. */
+  breakerState(modelId: string): 0 | 1 | 2 {
+    const h = this.models.get(modelId);
+    if (h === undefined) return 0;
+    if (h.state !== 'closed') return 2;
+    return this.now() < h.coolUntil ? 1 : 0;
+  }
+
   /** The routing summary for /readyz. */
   routingState(): RoutingState {
     const now = this.now();

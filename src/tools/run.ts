@@ -1,6 +1,8 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { z } from 'zod';
 import { scrubErrorText } from '../http/log-errors.ts';
+import { recordToolCall } from '../observability/metrics.ts';
+import { endWithError, startSpan } from '../observability/tracing.ts';
 import { ToolError, type Source, type Tool } from './types.ts';
 
 /** What one tool call came to: the JSON text the model and the client see, and the pages it drew on. */
@@ -27,9 +29,15 @@ const failed = (error: string, maxChars: number): ToolRun => ({ status: 'failed'
  * response goes on), and logs the call without its arguments or result.
  */
 export async function runTool(tool: Tool, rawArguments: string, opts: RunOptions): Promise<ToolRun> {
-  const started = Date.now();
+  const started = performance.now();
+  const span = startSpan('tool.call', { 'eugpt.tool': tool.name });
   const outcome = await attempt(tool, rawArguments, opts);
-  opts.log.info({ tool: tool.name, status: outcome.status, duration_ms: Date.now() - started }, 'tool call');
+  const ms = performance.now() - started;
+  opts.log.info({ tool: tool.name, status: outcome.status, duration_ms: Math.round(ms) }, 'tool call');
+  recordToolCall(tool.name, outcome.status, ms / 1000);
+  span.setAttribute('eugpt.outcome', outcome.status);
+  if (outcome.status === 'failed') endWithError(span, 'tool_failed');
+  else span.end();
   return outcome;
 }
 
