@@ -248,26 +248,3 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
   };
 }
-
-const cliEnvSchema = z.object({
-  EUGPT_URL: z.url({ error: 'must be a URL such as http://127.0.0.1:8080' }).optional(),
-  PORT: intFromEnv(1, 65535).default(8080),
-  EUGPT_ADMIN_TOKEN: z.string().optional(),
-});
-
-export interface CliConfig {
-  /** Where the admin commands send their requests. */
-  url: string;
-  adminToken: string | undefined;
-}
-
-/** The few settings the `eugpt` admin commands read; the server's own settings are not checked here. */
-export function loadCliConfig(env: NodeJS.ProcessEnv = process.env): CliConfig {
-  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
-  const parsed = cliEnvSchema.safeParse(cleaned);
-  if (!parsed.success) throw new ConfigError(describe('', parsed.error));
-  return {
-    url: parsed.data.EUGPT_URL ?? `http://127.0.0.1:${parsed.data.PORT}`,
-    adminToken: parsed.data.EUGPT_ADMIN_TOKEN,
-  };
-}
