@@ -84,6 +84,8 @@ const envSchema = z.object({
   EUGPT_ORG_STORAGE_BYTES: intFromEnv(0, 2 ** 50).default(1024 * 1024 * 1024),
   EUGPT_EXTRACT_TIMEOUT_MS: intFromEnv(10, 3_600_000).default(60_000),
   EUGPT_EXTRACT_MEMORY_MB: intFromEnv(64, 65_536).default(512),
+  EUGPT_PROBE_INTERVAL_MS: intFromEnv(0, 86_400_000).default(30_000),
+  EUGPT_PROBE_TIMEOUT_MS: intFromEnv(100, 60_000).default(5_000),
 });
 
 /** The optional config file: providers, models, router settings, plans, tools. */
@@ -129,6 +131,8 @@ export interface Config {
   tools: ResolvedToolsConfig;
   /** Uploaded files: the largest file, the bytes all files of one organisation may take, and the limits of text extraction. */
   files: FilesConfig;
+  /** How often each provider's model list is asked for (0: at start only), and how long a probe may take. */
+  probes: { intervalMs: number; timeoutMs: number };
 }
 
 export interface FilesConfig {
@@ -246,5 +250,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       extractTimeoutMs: e.EUGPT_EXTRACT_TIMEOUT_MS,
       extractMemoryMb: e.EUGPT_EXTRACT_MEMORY_MB,
     },
+    probes: { intervalMs: e.EUGPT_PROBE_INTERVAL_MS, timeoutMs: e.EUGPT_PROBE_TIMEOUT_MS },
   };
 }
