@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -207,12 +208,26 @@ function toolsFrom(file: FileConfig, env: Record<string, string>, path: string |
   return { ...file.tools, web_search: { ...search, apiKey } };
 }
 
+function canLoad(name: string): boolean {
+  try {
+    createRequire(import.meta.url).resolve(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // Empty strings count as unset, as a shell `FOO= npm start` or an empty compose entry means.
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== '')) as Record<string, string>;
   const parsed = envSchema.safeParse(cleaned);
   if (!parsed.success) throw new ConfigError(describe('', parsed.error));
   const e = parsed.data;
+  if (e.EUGPT_LOG_PRETTY && !canLoad('pino-pretty')) {
+    throw new ConfigError(
+      'EUGPT_LOG_PRETTY: pino-pretty is a development dependency and is not installed here (the image has none); unset it and pipe the JSON log through `npx pino-pretty` where it is installed',
+    );
+  }
   const configFile = e.EUGPT_CONFIG === undefined ? undefined : resolve(e.EUGPT_CONFIG);
   const file = loadFileConfig(configFile);
   return {
