@@ -15,7 +15,8 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund
 
-# 3. The runtime image: no compiler, no dev dependencies, not root.
+# 3. The runtime image: no compiler, no dev dependencies (no tsx, esbuild or pino-pretty), not root.
+#    bin/eugpt.js runs dist/ here (NODE_ENV=production), so `node bin/eugpt.js org list` works in it.
 FROM node:22-bookworm-slim
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
@@ -27,10 +28,10 @@ COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY bin ./bin
 COPY migrations ./migrations
+# The embedded database's folder (unused with DATABASE_URL): mount a volume on /data to keep it.
 RUN mkdir -p /data && chown node:node /data
 USER node
 EXPOSE 8080
-VOLUME ["/data"]
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8080) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 CMD ["node", "dist/main.js"]

@@ -13,6 +13,7 @@ import { answerClientError, errorsPlugin, sendError, toApiError } from './http/e
 import { healthRoutes } from './http/health.ts';
 import { logSerializers } from './http/log.ts';
 import { openapiPlugin } from './http/openapi.ts';
+import { ProviderProbes } from './providers/probe.ts';
 import { createProviders } from './providers/registry.ts';
 import { releaseExpired } from './limits/quota.ts';
 import { pruneRateWindows } from './limits/rate.ts';
@@ -58,6 +59,13 @@ export interface AppDeps {
   files?: { pollMs?: number; readyWaitMs?: number };
   /** A ready logger (the process's), or `false` for none (tests); default: one made from config. */
   logger?: FastifyBaseLogger | false;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** What the last probe of each provider said (see providers/probe.ts). */
+    probes: ProviderProbes;
+  }
 }
 
 /** A client's `x-request-id` is kept only when it is short and plain, so logs cannot be forged through it. */
@@ -136,6 +144,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const now = deps.now ?? Date.now;
   await syncPlans(database.db, config.plans);
   const providers = createProviders(config.catalog);
+  const probes = new ProviderProbes(config.catalog.providers, {
+    ...config.probes,
+    onChange: (provider, state, baseUrl) => {
+      if (state.state === 'reachable') app.log.info({ provider, base_url: baseUrl }, 'model server reachable');
+      else if (state.state === 'unreachable') app.log.warn({ provider, base_url: baseUrl, reason: state.reason }, 'model server unreachable');
+    },
+  });
+  probes.start();
+  app.decorate('probes', probes);
   const health = new HealthTable(
     config.catalog.router.breaker,
     // A provider whose connections are all busy is routed around before its queue is waited on.
@@ -198,6 +215,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     clearInterval(retention);
     clearTimeout(shutdownTimer);
     await summaries.close();
+    probes.close();
     await writer.close(config.storeWaitMs);
     // A clean exit leaves nothing in progress: this instance's row can go. Otherwise recovery elsewhere finishes its responses.
     await recovery.stop(writer.pending === 0).catch((err: unknown) => app.log.warn({ error: (err as Error).message }, 'could not remove the instance row'));
@@ -214,7 +232,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // After the error handler, so that a refused scrape gets the usual envelope.
   if (config.observability.metrics.token !== undefined) metricsRoute(app, config.observability.metrics.token);
   await app.register(openapiPlugin);
-  await app.register(healthRoutes, { database, catalog: config.catalog, health });
+  await app.register(healthRoutes, { database, catalog: config.catalog, health, probes });
   await app.register(v1Routes, {
     prefix: '/v1',
     keyAuth,

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -88,6 +89,8 @@ const envSchema = z.object({
   EUGPT_ORG_STORAGE_BYTES: intFromEnv(0, 2 ** 50).default(1024 * 1024 * 1024),
   EUGPT_EXTRACT_TIMEOUT_MS: intFromEnv(10, 3_600_000).default(60_000),
   EUGPT_EXTRACT_MEMORY_MB: intFromEnv(64, 65_536).default(512),
+  EUGPT_PROBE_INTERVAL_MS: intFromEnv(0, 86_400_000).default(30_000),
+  EUGPT_PROBE_TIMEOUT_MS: intFromEnv(100, 60_000).default(5_000),
   // Metrics and traces (observability/config.ts).
   ...observabilityEnv,
 });
@@ -164,6 +167,8 @@ export interface Config {
   summaries: SummarySettings;
   /** `/metrics` (where and with what token) and OpenTelemetry traces (where to). */
   observability: ObservabilityConfig;
+  /** How often each provider's model list is asked for (0: at start only), and how long a probe may take. */
+  probes: { intervalMs: number; timeoutMs: number };
 }
 
 export interface FilesConfig {
@@ -238,12 +243,26 @@ function toolsFrom(file: FileConfig, env: Record<string, string>, path: string |
   return { ...file.tools, web_search: { ...search, apiKey } };
 }
 
+function canLoad(name: string): boolean {
+  try {
+    createRequire(import.meta.url).resolve(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // Empty strings count as unset, as a shell `FOO= npm start` or an empty compose entry means.
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== '')) as Record<string, string>;
   const parsed = envSchema.safeParse(cleaned);
   if (!parsed.success) throw new ConfigError(describe('', parsed.error));
   const e = parsed.data;
+  if (e.EUGPT_LOG_PRETTY && !canLoad('pino-pretty')) {
+    throw new ConfigError(
+      'EUGPT_LOG_PRETTY: pino-pretty is a development dependency and is not installed here (the image has none); unset it and pipe the JSON log through `npx pino-pretty` where it is installed',
+    );
+  }
   const configFile = e.EUGPT_CONFIG === undefined ? undefined : resolve(e.EUGPT_CONFIG);
   const file = loadFileConfig(configFile);
   return {
@@ -285,36 +304,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       extractMemoryMb: e.EUGPT_EXTRACT_MEMORY_MB,
     },
     observability: observabilityFrom(e),
+    probes: { intervalMs: e.EUGPT_PROBE_INTERVAL_MS, timeoutMs: e.EUGPT_PROBE_TIMEOUT_MS },
   };
 }
 
 function summariesFrom(file: FileConfig, configFile: string | undefined): SummarySettings {
   const s = file.conversations.summaries;
   if (s.model !== undefined && !file.models.some((m) => m.id === s.model)) {
-    throw new ConfigError(`EUGPT_CONFIG (${configFile ?? "none"}) conversations.summaries.model: "${s.model}" is not a model of the catalog`);
+    throw new ConfigError(`EUGPT_CONFIG (${configFile ?? 'none'}) conversations.summaries.model: "${s.model}" is not a model of the catalog`);
   }
   return { enabled: s.enabled, model: s.model, maxOutputTokens: s.max_output_tokens, maxCallsPerRun: s.max_calls_per_run };
-}
-
-const cliEnvSchema = z.object({
-  EUGPT_URL: z.url({ error: 'must be a URL such as http://127.0.0.1:8080' }).optional(),
-  PORT: intFromEnv(1, 65535).default(8080),
-  EUGPT_ADMIN_TOKEN: z.string().optional(),
-});
-
-export interface CliConfig {
-  /** Where the admin commands send their requests. */
-  url: string;
-  adminToken: string | undefined;
-}
-
-/** The few settings the `eugpt` admin commands read; the server's own settings are not checked here. */
-export function loadCliConfig(env: NodeJS.ProcessEnv = process.env): CliConfig {
-  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
-  const parsed = cliEnvSchema.safeParse(cleaned);
-  if (!parsed.success) throw new ConfigError(describe('', parsed.error));
-  return {
-    url: parsed.data.EUGPT_URL ?? `http://127.0.0.1:${parsed.data.PORT}`,
-    adminToken: parsed.data.EUGPT_ADMIN_TOKEN,
-  };
 }

@@ -5,6 +5,7 @@ import { ConfigError, loadConfig, type Config } from './config.ts';
 import { openDatabase, type Database } from './db/client.ts';
 import { DataDirInUseError } from './db/lock.ts';
 import { startTracing, type Tracing } from './observability/tracing.ts';
+import { startupSummary } from './startup-summary.ts';
 
 /**
  * PostgreSQL may still be starting (compose, Kubernetes): retry the first
@@ -101,4 +102,9 @@ export async function serve(overrides: Partial<Pick<Config, 'port' | 'host'>> = 
   if (config.adminToken === undefined) {
     log.warn('EUGPT_ADMIN_TOKEN is not set: the admin API and the eugpt CLI admin commands are disabled');
   }
+  // The summary waits for the first probes (each bounded by its timeout); the server already listens.
+  void app.probes.firstRound.then(() => {
+    const { fields, msg } = startupSummary(config, database, app.probes, app.server.address());
+    log.info(fields, msg);
+  });
 }

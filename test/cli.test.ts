@@ -4,6 +4,7 @@ import { promisify } from 'node:util';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../src/db/client.ts';
+import { runCli } from '../src/cli/program.ts';
 import { ADMIN_TOKEN, testApp } from './helpers/app.ts';
 import { openTestDatabase } from './helpers/db.ts';
 
@@ -25,7 +26,16 @@ afterAll(async () => {
   await database.close();
 });
 
+/** One command line, run in this process as the executable runs it, with its output captured. */
 async function eugpt(args: string[], env: Record<string, string> = { EUGPT_ADMIN_TOKEN: ADMIN_TOKEN }) {
+  let stdout = '';
+  let stderr = '';
+  const code = await runCli(args, { out: (t) => (stdout += t), err: (t) => (stderr += t), env: { EUGPT_URL: url, ...env } });
+  return { code, stdout, stderr };
+}
+
+/** The real executable, in a process of its own. */
+async function spawned(args: string[], env: Record<string, string> = { EUGPT_ADMIN_TOKEN: ADMIN_TOKEN }) {
   try {
     const { stdout, stderr } = await run(process.execPath, [BIN, ...args], {
       env: { PATH: process.env.PATH ?? '', EUGPT_URL: url, ...env },
@@ -47,7 +57,7 @@ async function json(args: string[]) {
 }
 
 describe('eugpt CLI', () => {
-  it('runs the documented admin forms end to end', { timeout: 120_000 }, async () => {
+  it('runs the documented admin forms end to end', async () => {
     const org = await json(['org', 'create', '--name', 'Acme']);
     expect(org).toMatchObject({ id: expect.any(String), name: 'Acme' });
     const user = await json(['user', 'create', '--org', String(org.id), '--email', `a.${Date.now()}@acme.eu`]);
@@ -81,7 +91,7 @@ describe('eugpt CLI', () => {
     expect(table.stdout.split('\n')[0]).toMatch(/^ID +LABEL +PREFIX/);
   });
 
-  it('sets limits and policy, suspends and resumes, and reports usage', { timeout: 120_000 }, async () => {
+  it('sets limits and policy, suspends and resumes, and reports usage', async () => {
     const org = await json(['org', 'create', '--name', 'Limits']);
     const id = String(org.id);
     expect(await json(['org', 'set-limits', id, '--daily-tokens', '50000', '--monthly-tokens', '1000000'])).toMatchObject({
@@ -98,22 +108,74 @@ describe('eugpt CLI', () => {
     const human = await eugpt(['org', 'usage', id]);
     expect(human.stdout.split('\n')[0]).toMatch(/^WINDOW +TOTAL_TOKENS/);
     const bad = await eugpt(['org', 'set-policy', id, '--api-access', 'maybe']);
-    expect(bad.code).not.toBe(0);
+    expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/must be on or off/);
   });
 
   it('reports errors in one line with a non-zero exit', async () => {
     const missing = await eugpt(['user', 'create', '--org', '00000000-0000-4000-8000-000000000000', '--email', 'x@acme.eu']);
-    expect(missing.code).not.toBe(0);
+    expect(missing.code).toBe(4);
     expect(missing.stderr.trim().split('\n')).toHaveLength(1);
     expect(missing.stderr).toMatch(/^eugpt: organization .* not found \(organization_not_found, HTTP 404\)/);
 
     const noToken = await eugpt(['org', 'list'], {});
-    expect(noToken.code).not.toBe(0);
+    expect(noToken.code).toBe(3);
     expect(noToken.stderr).toMatch(/EUGPT_ADMIN_TOKEN is not set/);
 
     const down = await eugpt(['org', 'list', '--url', 'http://127.0.0.1:1']);
-    expect(down.code).not.toBe(0);
+    expect(down.code).toBe(5);
     expect(down.stderr).toMatch(/cannot reach the server at http:\/\/127\.0\.0\.1:1/);
+  });
+});
+
+describe('eugpt CLI exit codes and help', () => {
+  it('says usage errors in one line with status 2, and what a wrong token gets', async () => {
+    for (const args of [['org', 'lst'], ['org', 'list', '--bogus'], ['user', 'create', '--org', 'x'], ['audit', 'list', '--limit', '0'], ['org', 'set-policy', 'x'], []]) {
+      const r = await eugpt(args);
+      expect(r.code, args.join(' ')).toBe(2);
+      if (args.length > 0) expect(r.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);
+      expect(r.stderr, args.join(' ')).not.toMatch(/\n\s+at /);
+    }
+    const wrong = await eugpt(['org', 'list'], { EUGPT_ADMIN_TOKEN: 'x'.repeat(32) });
+    expect(wrong.code).toBe(3);
+    expect(wrong.stderr).toMatch(/HTTP 401/);
+    const conflict = await eugpt(['org', 'create', '--name', 'Dup', '--plan', 'no-such-plan']);
+    expect([1, 4]).toContain(conflict.code);
+    const badUrl = await eugpt(['org', 'list'], { EUGPT_ADMIN_TOKEN: ADMIN_TOKEN, EUGPT_URL: 'ftp://x' });
+    expect(badUrl.code).toBe(2);
+    expect(badUrl.stderr).toMatch(/^eugpt: EUGPT_URL: /);
+  });
+
+  it('shows --url and --json in the help of every command', async () => {
+    const help = await eugpt(['--help']);
+    expect(help.code).toBe(0);
+    const groups = [...help.stdout.matchAll(/^ {2}([a-z][a-z-]*) /gm)].map((m) => m[1]!).filter((c) => c !== 'help');
+    expect(groups).toEqual(expect.arrayContaining(['serve', 'migrate', 'org', 'user', 'key', 'project', 'audit']));
+    let checked = 0;
+    for (const group of groups) {
+      const sub = await eugpt([group, '--help']);
+      expect(sub.code, group).toBe(0);
+      const leaves = [...(sub.stdout.split('Commands:')[1] ?? '').matchAll(/^ {2}([a-z][a-z-]*)/gm)].map((m) => m[1]!).filter((c) => c !== 'help');
+      for (const args of leaves.length === 0 ? [[group]] : leaves.map((l) => [group, l])) {
+        const h = await eugpt([...args, '--help']);
+        expect(h.code, args.join(' ')).toBe(0);
+        expect(h.stdout, args.join(' ')).toMatch(/--url <url>/);
+        expect(h.stdout, args.join(' ')).toMatch(/--json/);
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThan(25);
+  });
+
+  it('runs as its own executable: help, an admin call, an error', async () => {
+    const help = await spawned(['--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/^Usage: eugpt/);
+    const org = await spawned(['org', 'create', '--name', 'Spawned', '--json']);
+    expect(org.code).toBe(0);
+    expect(JSON.parse(org.stdout)).toMatchObject({ name: 'Spawned' });
+    const missing = await spawned(['org', 'usage', '00000000-0000-4000-8000-000000000000']);
+    expect(missing.code).toBe(4);
+    expect(missing.stderr).toMatch(/^eugpt: .*HTTP 404\)\n$/);
   });
 });

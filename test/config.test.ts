@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { ConfigError, loadCliConfig, loadConfig } from '../src/config.ts';
+import { loadCliConfig } from '../src/cli/env.ts';
+import { ConfigError, loadConfig } from '../src/config.ts';
 
 const fileWith = (name: string, text: string) => {
   const path = join(mkdtempSync(join(tmpdir(), 'eugpt-config-')), name);

@@ -6,18 +6,23 @@ import type { Database } from '../src/db/client.ts';
 import { openDatabase } from '../src/db/client.ts';
 import { adminHeaders, bearer, createTenant, testApp } from './helpers/app.ts';
 import { openTestDatabase } from './helpers/db.ts';
+import { startFakeUpstream, type FakeUpstream } from './helpers/fake-openai.ts';
 import { writeConfig } from './helpers/harness.ts';
 
 let database: Database;
 let app: FastifyInstance;
+let upstream: FakeUpstream;
 
 beforeAll(async () => {
   database = await openTestDatabase();
-  // A configured model (never called here) makes the server ready.
-  app = await testApp(database, { EUGPT_BODY_LIMIT: '4096', EUGPT_CONFIG: writeConfig('http://127.0.0.1:9/v1'), FAKE_UPSTREAM_KEY: 'k' });
+  // A configured model whose server answers (its model list only: it is never called here) makes the server ready.
+  upstream = await startFakeUpstream();
+  app = await testApp(database, { EUGPT_BODY_LIMIT: '4096', EUGPT_CONFIG: writeConfig(upstream.url), FAKE_UPSTREAM_KEY: 'k' });
+  await app.probes.firstRound;
 });
 afterAll(async () => {
   await app.close();
+  await upstream.close();
   await database.close();
 });
 

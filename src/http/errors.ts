@@ -130,6 +130,8 @@ async function errors(app: FastifyInstance) {
   app.setErrorHandler((err: unknown, req: FastifyRequest, reply: FastifyReply) => {
     const api = toApiError(err);
     if (api.code === 'database_unavailable') req.log.warn({ error: (err as Error).message }, 'database unavailable');
+    // The model servers' failures are logged where they happen, once a period (responses/attempts.ts): no stack per request.
+    else if (api.type === 'upstream_error' || api.code === 'upstream_saturated') req.log.info({ status: api.status, code: api.code }, 'request failed upstream');
     else if (api.status >= 500) req.log.error({ err }, 'request failed');
     else req.log.info({ status: api.status, code: api.code }, 'request rejected');
     return sendError(reply, api);

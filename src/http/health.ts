@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Database } from '../db/client.ts';
 import { hasEnabledModel, type Catalog } from '../router/catalog.ts';
+import type { ProviderProbes } from '../providers/probe.ts';
 import type { HealthTable } from '../router/health.ts';
 import { ApiError, type ErrorBody } from './api-error.ts';
 
@@ -17,9 +18,16 @@ const routingState = z
   })
   .describe('The router at a glance');
 
-/** `/healthz`: the process is alive. `/readyz`: it can serve (database reachable, a model configured), else 503 saying why. */
-export const healthRoutes: FastifyPluginAsyncZod<{ database: Database; catalog: Catalog; health: HealthTable }> = async (app, { database, catalog, health }) => {
-  const models = !hasEnabledModel(catalog) ? 'none configured: add providers and models to the EUGPT_CONFIG file' : 'ok';
+/**
+ * `/healthz`: the process is alive. `/readyz`: it can serve (database
+ * reachable, a model configured whose server answered its last probe, or has
+ * not been probed yet), else 503 saying why.
+ */
+export const healthRoutes: FastifyPluginAsyncZod<{ database: Database; catalog: Catalog; health: HealthTable; probes: ProviderProbes }> = async (
+  app,
+  { database, catalog, health, probes },
+) => {
+  const configured = hasEnabledModel(catalog);
 
   app.get(
     '/healthz',
@@ -32,7 +40,7 @@ export const healthRoutes: FastifyPluginAsyncZod<{ database: Database; catalog: 
     {
       schema: {
         tags: ['health'],
-        summary: 'Readiness: the database answers and a model is configured',
+        summary: 'Readiness: the database answers and a configured model server is reachable',
         response: {
           200: z.object({
             status: z.literal('ready'),
@@ -54,12 +62,15 @@ export const healthRoutes: FastifyPluginAsyncZod<{ database: Database; catalog: 
         dbState = `unreachable: ${(err as Error).message}`.slice(0, 200);
         req.log.warn({ reason: dbState }, 'readiness check failed: database');
       }
+      const reach = probes.summary(catalog);
+      const models = !configured ? 'none configured: add providers and models to the EUGPT_CONFIG file' : reach.detail;
+      const modelsOk = configured && reach.state !== 'down';
       // Open breakers make routing degraded, never the instance unready: requests still go somewhere (fail open).
       const routing_state = health.routingState();
       const checks = { database: dbState, models, routing: routing_state.state };
       const routing = health.report();
-      if (dbState === 'ok' && models === 'ok') return { status: 'ready' as const, checks, routing_state, routing };
-      const why = [dbState === 'ok' ? null : 'the database is not reachable', models === 'ok' ? null : 'no model is configured'];
+      if (dbState === 'ok' && modelsOk) return { status: 'ready' as const, checks, routing_state, routing };
+      const why = [dbState === 'ok' ? null : 'the database is not reachable', modelsOk ? null : configured ? reach.detail : 'no model is configured'];
       const body: ErrorBody = new ApiError(503, 'server_error', 'not_ready', why.filter(Boolean).join('; ')).toBody();
       return reply.status(503).send({ ...body, checks, routing_state, routing });
     },

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
 import pkg from '../../package.json' with { type: 'json' };
+import { completeDocument } from './openapi-complete.ts';
 
 type Document = ReturnType<typeof jsonSchemaTransformObject>;
 
@@ -63,7 +64,9 @@ async function openapi(app: FastifyInstance) {
         title: 'eugpt',
         version: pkg.version,
         description: 'Self-hostable server for the EU GPT public API. Authenticate `/v1` routes with `Authorization: Bearer eugpt_…` and `/admin/v1` routes with the admin token.',
+        license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
       },
+      servers: [{ url: 'http://127.0.0.1:8080', description: 'A server on this machine with the default PORT; use your own URL' }],
       components: {
         securitySchemes: {
           apiKey: { type: 'http', scheme: 'bearer', description: 'An API key: eugpt_…' },
@@ -72,7 +75,7 @@ async function openapi(app: FastifyInstance) {
       },
     },
     transform: jsonSchemaTransform,
-    transformObject: (doc) => addEventStream(dropUnreferencedSchemas(jsonSchemaTransformObject(doc))),
+    transformObject: (doc) => completeDocument(addEventStream(dropUnreferencedSchemas(jsonSchemaTransformObject(doc)))),
   });
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());

@@ -11,7 +11,7 @@ import { UpstreamError, type ChatMessage, type ChatRequest, type FinishReason, t
  * `base_url` is the API root with its version, e.g. https://api.anthropic.com/v1.
  */
 
-const API_VERSION = '2023-06-01';
+export const API_VERSION = '2023-06-01';
 
 type Block =
   | { type: 'text'; text: string }

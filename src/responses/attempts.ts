@@ -51,6 +51,9 @@ export interface CallDeps {
 /** The upstream request for one model, made when that model is tried. */
 export type CallBuilder = (model: ModelConfig) => Promise<Omit<ChatRequest, 'signal' | 'onSent'> & { promptTokens: number }>;
 
+/** An upstream failing again and again is logged once per model in this period. */
+const REPORT_PERIOD_MS = 30_000;
+
 /** Aborts a call because the failover deadline passed (not the client's doing). */
 const deadlinePassed = (ms: number) => new UpstreamError('timeout', `failover deadline of ${ms} ms passed`);
 
@@ -150,6 +153,9 @@ export async function openCall(deps: CallDeps, candidates: ModelConfig[], build:
       recordUpstreamError(model.id, err instanceof UpstreamError ? err.kind : 'other');
       settle(healthOutcomeOf(err));
       tried.push({ model: model.id, error: describe(err) });
+      if (deps.health.shouldReport(model.id, REPORT_PERIOD_MS)) {
+        deps.log.warn({ model: model.id, provider: model.provider, error: describe(err) }, 'model server failed; further failures of this model are not logged for 30 s');
+      }
       lastError = err;
       if (err instanceof UpstreamError && err.detail !== undefined) deps.log.debug({ model: model.id, upstream_error: errorKind(err.detail) }, 'upstream error body');
       return err instanceof UpstreamError && err.retryable ? { type: 'next' } : { type: 'stop' };
@@ -174,7 +180,8 @@ export async function openCall(deps: CallDeps, candidates: ModelConfig[], build:
     if (step.type === 'done') return step.outcome;
   }
   if (client.aborted) return { type: 'gone' };
-  deps.log.warn({ tried }, 'no model answered');
+  // Each model's failure was logged above (once a period); this line is for following one request.
+  deps.log.info({ tried }, 'no model answered');
   return { type: 'failed', error: lastError };
 }
 

@@ -66,6 +66,7 @@ export interface RoutingState {
 export class HealthTable implements HealthView {
   private readonly models = new Map<string, ModelHealth>();
   private readonly providerLoad = new Map<string, number>();
+  private readonly reportedAt = new Map<string, number>();
 
   constructor(
     private readonly settings: RouterSettings['breaker'],
@@ -172,6 +173,18 @@ export class HealthTable implements HealthView {
     if (h === undefined) return 0;
     if (h.state !== 'closed') return 2;
     return this.now() < h.coolUntil ? 1 : 0;
+  }
+
+  /**
+   * Whether a failure of the model should be logged now: once per model per
+   * `periodMs`, so an upstream that is down gives one line each period
+   * instead of one per request.
+   */
+  shouldReport(modelId: string, periodMs: number): boolean {
+    const at = this.reportedAt.get(modelId);
+    if (at !== undefined && this.now() - at < periodMs) return false;
+    this.reportedAt.set(modelId, this.now());
+    return true;
   }
 
   /** The routing summary for /readyz. */

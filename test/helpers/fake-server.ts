@@ -59,6 +59,8 @@ export interface SeenRequest {
 export interface FakeUpstream {
   url: string;
   requests: SeenRequest[];
+  /** Model-list requests (the server's reachability probes); they are answered and kept out of `requests`. */
+  probes: number;
   /** The script for the next requests, in order; after the queue, `fallback`. */
   queue: Script[];
   fallback: Script;
@@ -104,8 +106,13 @@ export async function eachChunk(script: Script, res: ServerResponse, send: (text
 
 export async function startFakeServer(path: string, play: Player, fallback: Script = {}, port = 0): Promise<FakeUpstream> {
   const requests: SeenRequest[] = [];
-  const fake: Omit<FakeUpstream, 'url' | 'close'> = { requests, queue: [], fallback };
+  const fake: Omit<FakeUpstream, 'url' | 'close'> = { requests, probes: 0, queue: [], fallback };
   const server: Server = createServer((req, res) => {
+    if (req.method === 'GET' && req.url === '/v1/models') {
+      fake.probes++;
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ object: 'list', data: [] }));
+      return;
+    }
     let raw = '';
     req.setEncoding('utf8');
     req.on('data', (d: string) => (raw += d));
