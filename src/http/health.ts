@@ -18,7 +18,10 @@ const routingState = z
   .describe('The router at a glance');
 
 /** `/healthz`: the process is alive. `/readyz`: it can serve (database reachable, a model configured), else 503 saying why. */
-export const healthRoutes: FastifyPluginAsyncZod<{ database: Database; catalog: Catalog; health: HealthTable }> = async (app, { database, catalog, health }) => {
+export const healthRoutes: FastifyPluginAsyncZod<{ database: Database; catalog: Catalog; health: HealthTable; blobProbe?: { readonly state: string } | undefined }> = async (
+  app,
+  { database, catalog, health, blobProbe },
+) => {
   const models = !hasEnabledModel(catalog) ? 'none configured: add providers and models to the EUGPT_CONFIG file' : 'ok';
 
   app.get(
@@ -32,7 +35,7 @@ export const healthRoutes: FastifyPluginAsyncZod<{ database: Database; catalog: 
     {
       schema: {
         tags: ['health'],
-        summary: 'Readiness: the database answers and a model is configured',
+        summary: 'Readiness: the database answers, a model is configured, and the S3 blob store (when used) answered its last probe',
         response: {
           200: z.object({
             status: z.literal('ready'),
@@ -56,10 +59,16 @@ export const healthRoutes: FastifyPluginAsyncZod<{ database: Database; catalog: 
       }
       // Open breakers make routing degraded, never the instance unready: requests still go somewhere (fail open).
       const routing_state = health.routingState();
-      const checks = { database: dbState, models, routing: routing_state.state };
+      // The object store's last probe, never a request made now: readiness stays fast whatever the store does.
+      const blobState = blobProbe?.state ?? 'ok';
+      const checks = { database: dbState, models, routing: routing_state.state, ...(blobProbe === undefined ? {} : { blob_store: blobState }) };
       const routing = health.report();
-      if (dbState === 'ok' && models === 'ok') return { status: 'ready' as const, checks, routing_state, routing };
-      const why = [dbState === 'ok' ? null : 'the database is not reachable', models === 'ok' ? null : 'no model is configured'];
+      if (dbState === 'ok' && models === 'ok' && blobState === 'ok') return { status: 'ready' as const, checks, routing_state, routing };
+      const why = [
+        dbState === 'ok' ? null : 'the database is not reachable',
+        models === 'ok' ? null : 'no model is configured',
+        blobState === 'ok' ? null : 'the S3 blob store is not reachable',
+      ];
       const body: ErrorBody = new ApiError(503, 'server_error', 'not_ready', why.filter(Boolean).join('; ')).toBody();
       return reply.status(503).send({ ...body, checks, routing_state, routing });
     },
