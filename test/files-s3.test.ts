@@ -58,6 +58,10 @@ async function upload(data: Uint8Array, name = 'data.bin', key = h.tenant.key) {
 
 const get = (url: string, key = h.tenant.key) => h.app.inject({ method: 'GET', url, headers: bearer(key) });
 const objectOf = (id: string) => `${PREFIX}files/${id}`;
+/** One piece as the stream a blob store takes. */
+async function* once(piece: Uint8Array) {
+  yield piece;
+}
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 describe('files in S3', () => {
@@ -122,7 +126,7 @@ describe('files in S3', () => {
     const id = randomUUID();
     const key = `files/${id}`;
     const data = Buffer.from('written before the move');
-    await new DatabaseBlobStore(h.database.db, 8).put(key, [data]);
+    await new DatabaseBlobStore(h.database.db, 8).put(key, once(data));
     await h.database.db.insert(files).values({
       id,
       userId: h.tenant.userId,
@@ -183,9 +187,9 @@ describe('the orphan sweep', () => {
     const keys = { deadChunks: `files/${randomUUID()}`, deadObject: `files/${randomUUID()}`, deadParts: `files/${randomUUID()}`, liveChunks: `files/${randomUUID()}`, liveObject: `files/${randomUUID()}`, oldLive: `files/${randomUUID()}` };
     // What the crashed instance had written: chunks, a whole object, and a multipart upload never completed.
     const db = new DatabaseBlobStore(h.database.db, 16);
-    await db.put(keys.deadChunks, [Buffer.alloc(100, 1)]);
-    await db.put(keys.liveChunks, [Buffer.alloc(100, 2)]);
-    await db.put(keys.oldLive, [Buffer.alloc(100, 3)]);
+    await db.put(keys.deadChunks, once(Buffer.alloc(100, 1)));
+    await db.put(keys.liveChunks, once(Buffer.alloc(100, 2)));
+    await db.put(keys.oldLive, once(Buffer.alloc(100, 3)));
     await s3Store.client.send(new PutObjectCommand({ Bucket: 'eugpt-test', Key: s3Store.objectKey(keys.deadObject), Body: 'partial' }));
     await s3Store.client.send(new PutObjectCommand({ Bucket: 'eugpt-test', Key: s3Store.objectKey(keys.liveObject), Body: 'in flight' }));
     const mpu = await s3Store.client.send(new CreateMultipartUploadCommand({ Bucket: 'eugpt-test', Key: s3Store.objectKey(keys.deadParts) }));
@@ -218,7 +222,7 @@ describe('the orphan sweep', () => {
   it('retries an object delete that failed, and logs its key', async () => {
     const s3Store = stores.of('s3') as S3BlobStore;
     const key = `files/${randomUUID()}`;
-    await s3Store.put(key, [Buffer.from('to be deleted')]);
+    await s3Store.put(key, once(Buffer.from('to be deleted')));
     await h.database.db.insert(blobUploads).values({ key, storage: 's3', instanceId: NO_INSTANCE });
     // A store that cannot be reached: the delete fails, is logged with its key, and the row stays.
     const config = loadConfig({ ...s3.env(PREFIX), EUGPT_S3_ENDPOINT: 'http://127.0.0.1:1' });
