@@ -5,7 +5,8 @@ export class CliError extends Error {
 }
 
 export interface AdminClient {
-  request<T = Record<string, unknown>>(method: string, path: string, body?: unknown): Promise<T>;
+  /** `body`: JSON, or a FormData sent as multipart/form-data (a file upload). */
+  request<T = Record<string, unknown>>(method: string, path: string, body?: unknown, opts?: { timeoutMs?: number }): Promise<T>;
 }
 
 const TIMEOUT_MS = 30_000;
@@ -13,21 +14,23 @@ const TIMEOUT_MS = 30_000;
 export function createAdminClient(baseUrl: string, token: string | undefined): AdminClient {
   const base = baseUrl.replace(/\/+$/, '');
   return {
-    async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    async request<T>(method: string, path: string, body?: unknown, opts: { timeoutMs?: number } = {}): Promise<T> {
       if (token === undefined) {
         throw new CliError('EUGPT_ADMIN_TOKEN is not set: export the admin token the server was started with');
       }
       const url = `${base}/admin/v1${path}`;
+      const form = body instanceof FormData;
       let res: Response;
       try {
         res = await fetch(url, {
           method,
           headers: {
             authorization: `Bearer ${token}`,
-            ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+            // A form sets its own type, with the boundary.
+            ...(body === undefined || form ? {} : { 'content-type': 'application/json' }),
           },
-          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-          signal: AbortSignal.timeout(TIMEOUT_MS),
+          ...(body === undefined ? {} : { body: form ? body : JSON.stringify(body) }),
+          signal: AbortSignal.timeout(opts.timeoutMs ?? TIMEOUT_MS),
         });
       } catch (err) {
         const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;

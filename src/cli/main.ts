@@ -5,6 +5,7 @@ import { loadCliConfig, loadConfig } from '../config.ts';
 import { openDatabase } from '../db/client.ts';
 import { serve } from '../server.ts';
 import { createAdminClient } from './client.ts';
+import { addFileCommands } from './file-commands.ts';
 import { record, table } from './format.ts';
 
 type Obj = Record<string, unknown>;
@@ -352,6 +353,7 @@ audit
     }),
   );
 
+addFileCommands(program);
 try {
   await program.parseAsync();
 } catch (err) {
