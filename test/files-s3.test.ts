@@ -217,6 +217,12 @@ describe('the orphan sweep', () => {
     expect(await s3.uploads()).not.toContain(s3Store.objectKey(keys.deadParts));
     const left = await h.database.db.select({ key: blobUploads.key }).from(blobUploads).where(inArray(blobUploads.key, Object.values(keys)));
     expect(left.map((r) => r.key).sort()).toEqual([keys.liveChunks, keys.liveObject].sort());
+
+    // The live instance's uploads are this test's own: gone now, so no other test sees them (PostgreSQL is shared).
+    await db.discard(keys.liveChunks);
+    await s3Store.discard(keys.liveObject);
+    await h.database.db.delete(blobUploads).where(inArray(blobUploads.key, Object.values(keys)));
+    await h.database.db.delete(instances).where(inArray(instances.id, [dead, live]));
   });
 
   it('retries an object delete that failed, and logs its key', async () => {
