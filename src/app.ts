@@ -25,7 +25,7 @@ import { Cancels } from './responses/cancels.ts';
 import { purgeExpired } from './data/retention.ts';
 import { BlobStores, DatabaseBlobStore } from './files/blobs.ts';
 import { sweepOrphans } from './files/orphans.ts';
-import { BlobProbe, S3BlobStore } from './files/s3-store.ts';
+import type { BlobProbe, S3BlobStore } from './files/s3-store.ts';
 import { FileJobs } from './files/jobs.ts';
 
 export interface AppDeps {
@@ -138,15 +138,18 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const toolbox = createToolbox(config.tools, deps.tools);
   // The database store always exists: files written before a move to S3 are still read from it.
   const databaseBlobs = new DatabaseBlobStore(database.db);
-  const s3 = config.files.blobStore.kind === 's3' ? new S3BlobStore(config.files.blobStore.s3) : undefined;
+  let s3: S3BlobStore | undefined;
+  let blobProbe: BlobProbe | undefined;
+  if (config.files.blobStore.kind === 's3') {
+    // Loaded only when used: the AWS SDK takes a while to load, which a deployment without S3 need not pay.
+    const { BlobProbe, S3BlobStore } = await import('./files/s3-store.ts');
+    s3 = new S3BlobStore(config.files.blobStore.s3);
+    blobProbe = new BlobProbe(s3, deps.files?.probeMs ?? 15_000, (state) =>
+      state === 'ok' ? app.log.info('the S3 blob store answers again') : app.log.warn({ reason: state }, 'the S3 blob store does not answer'),
+    );
+    blobProbe.start();
+  }
   const blobs = s3 === undefined ? new BlobStores(databaseBlobs) : new BlobStores(s3, [databaseBlobs]);
-  const blobProbe =
-    s3 === undefined
-      ? undefined
-      : new BlobProbe(s3, deps.files?.probeMs ?? 15_000, (state) =>
-          state === 'ok' ? app.log.info('the S3 blob store answers again') : app.log.warn({ reason: state }, 'the S3 blob store does not answer'),
-        );
-  blobProbe?.start();
   const fileJobs = new FileJobs(database.db, blobs, {
     timeoutMs: config.files.extractTimeoutMs,
     memoryMb: config.files.extractMemoryMb,

@@ -159,6 +159,9 @@ export class S3BlobStore implements BlobStore {
   }
 }
 
+/** How long a probe waits for the bucket: a store slower than this is as good as down. */
+const PROBE_TIMEOUT_MS = 2_000;
+
 /**
  * The object store's state for /readyz, from a probe every `everyMs`: a
  * readiness check reads the last result and never waits on the store.
@@ -192,7 +195,7 @@ export class BlobProbe {
 
   check(): Promise<void> {
     this.running ??= this.store
-      .probe(Math.min(2_000, this.everyMs))
+      .probe(PROBE_TIMEOUT_MS)
       .then(
         () => 'ok',
         (err: unknown) => {

@@ -95,7 +95,14 @@ export async function startFakeS3(): Promise<FakeS3> {
     }),
     objects: () => listObjects(join(directory, S3_BUCKET)),
     uploads: async () => (await listUploads()).map((u) => u.key),
-    close: () => (closed ??= server.close()),
+    close: () => {
+      if (closed === undefined) {
+        closed = server.close();
+        // Clients keep connections open; the server stops only once they are gone.
+        server.httpServer?.closeAllConnections();
+      }
+      return closed;
+    },
   };
 }
 

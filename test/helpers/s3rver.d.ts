@@ -1,5 +1,6 @@
 // The few parts of s3rver (which ships no types) that the tests use.
 declare module 's3rver' {
+  import type { Server } from 'node:http';
   interface S3rverOptions {
     port?: number;
     address?: string;
@@ -11,5 +12,6 @@ declare module 's3rver' {
     constructor(options: S3rverOptions);
     run(): Promise<{ address: string; port: number }>;
     close(): Promise<void>;
+    httpServer?: Server;
   }
 }
