@@ -26,7 +26,9 @@ import { createToolbox, type ToolboxOptions } from './tools/registry.ts';
 import { Cancels } from './responses/cancels.ts';
 import { Summariser } from './conversations/summary.ts';
 import { purgeExpired } from './data/retention.ts';
-import { DatabaseBlobStore } from './files/blobs.ts';
+import { BlobStores, DatabaseBlobStore } from './files/blobs.ts';
+import { sweepOrphans } from './files/orphans.ts';
+import type { BlobProbe, S3BlobStore } from './files/s3-store.ts';
 import { createImageFetcher } from './images/fetch.ts';
 import type { Lookup } from './tools/fetch-agent.ts';
 import { FileJobs } from './files/jobs.ts';
@@ -56,7 +58,7 @@ export interface AppDeps {
   /** The clock of quota windows, trials and the router's breakers (tests move it). */
   now?: () => number;
   /** How often each instance looks for files to extract, and how long an upload waits for its text (tests shorten them). */
-  files?: { pollMs?: number; readyWaitMs?: number };
+  files?: { pollMs?: number; readyWaitMs?: number; probeMs?: number; orphanMaxAgeMs?: number };
   /** A ready logger (the process's), or `false` for none (tests); default: one made from config. */
   logger?: FastifyBaseLogger | false;
 }
@@ -178,8 +180,21 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   await recovery.start();
   const toolbox = createToolbox(config.tools, deps.tools);
-  const blobs = new DatabaseBlobStore(database.db);
   const imageFetcher = createImageFetcher(config.images, deps.images?.lookup);
+  // The database store always exists: files written before a move to S3 are still read from it.
+  const databaseBlobs = new DatabaseBlobStore(database.db);
+  let s3: S3BlobStore | undefined;
+  let blobProbe: BlobProbe | undefined;
+  if (config.files.blobStore.kind === 's3') {
+    // Loaded only when used: the AWS SDK takes a while to load, which a deployment without S3 need not pay.
+    const { BlobProbe, S3BlobStore } = await import('./files/s3-store.ts');
+    s3 = new S3BlobStore(config.files.blobStore.s3);
+    blobProbe = new BlobProbe(s3, deps.files?.probeMs ?? 15_000, (state) =>
+      state === 'ok' ? app.log.info('the S3 blob store answers again') : app.log.warn({ reason: state }, 'the S3 blob store does not answer'),
+    );
+    blobProbe.start();
+  }
+  const blobs = s3 === undefined ? new BlobStores(databaseBlobs) : new BlobStores(s3, [databaseBlobs]);
   const fileJobs = new FileJobs(database.db, blobs, {
     timeoutMs: config.files.extractTimeoutMs,
     memoryMb: config.files.extractMemoryMb,
@@ -204,10 +219,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       .catch((err: unknown) => app.log.warn({ err }, 'could not release expired reservations'));
   }, 60_000);
   prune.unref();
+  const orphanSweep = { staleMs: config.recovery.staleMs, maxAgeMs: deps.files?.orphanMaxAgeMs ?? 24 * 3600_000 };
   const retention = setInterval(() => {
-    purgeExpired(database.db)
+    purgeExpired(database.db, 500, 20, blobs, app.log)
       .then((n) => (n.responses > 0 || n.conversations > 0 || n.files > 0) && app.log.info(n, 'deleted content past its retention'))
-      .catch((err: unknown) => app.log.warn({ error: (err as Error).message }, 'retention run failed'));
+      .catch((err: unknown) => app.log.warn({ error: (err as Error).message }, 'retention run failed'))
+      // Blobs a crash left behind, and deletions that failed: after retention, which may add some.
+      .then(() => sweepOrphans(database.db, blobs, orphanSweep, app.log))
+      .then((n) => n > 0 && app.log.info({ blobs: n }, 'deleted orphaned blobs'))
+      .catch((err: unknown) => app.log.warn({ error: (err as Error).message }, 'orphan sweep failed'));
   }, config.retentionIntervalMs);
   retention.unref();
   app.addHook('onClose', async () => {
@@ -225,14 +245,26 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await fileJobs.close();
     await imageFetcher.close();
     await metricsServer.close();
+    await blobProbe?.stop();
+    s3?.close();
   });
 
+  const uploads = {
+    db: database.db,
+    blobs,
+    instanceId: recovery.instanceId,
+    maxBytes: config.files.maxBytes,
+    orgStorageBytes: config.files.orgStorageBytes,
+    onUploaded: (id: string, waitMs: number) => fileJobs.kick(id, waitMs),
+    // Long enough for a typical document, so a client can use the file right after its upload.
+    readyWaitMs: deps.files?.readyWaitMs ?? 5_000,
+  };
   await app.register(sensible);
   await app.register(errorsPlugin);
   // After the error handler, so that a refused scrape gets the usual envelope.
   if (config.observability.metrics.token !== undefined) metricsRoute(app, config.observability.metrics.token);
   await app.register(openapiPlugin);
-  await app.register(healthRoutes, { database, catalog: config.catalog, health, probes });
+  await app.register(healthRoutes, { database, catalog: config.catalog, health, probes, blobProbe });
   await app.register(v1Routes, {
     prefix: '/v1',
     keyAuth,
@@ -246,15 +278,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     cancels,
     summaries,
     cancelWaitMs: config.storeWaitMs + 2 * config.recovery.checkpointMs,
-    files: {
-      db: database.db,
-      blobs,
-      maxBytes: config.files.maxBytes,
-      orgStorageBytes: config.files.orgStorageBytes,
-      onUploaded: (id, waitMs) => fileJobs.kick(id, waitMs),
-      // Long enough for a typical document, so a client can use the file right after its upload.
-      readyWaitMs: deps.files?.readyWaitMs ?? 5_000,
-    },
+    files: uploads,
     images: { db: database.db, blobs, fetcher: imageFetcher, config: config.images },
     shutdown: shutdown.signal,
     storeWaitMs: config.storeWaitMs,
@@ -262,7 +286,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     now,
     keepAliveMs: deps.responses?.keepAliveMs ?? config.sseKeepAliveMs,
   });
-  await app.register(adminRoutes, { prefix: '/admin/v1', db: database.db, adminToken: config.adminToken, keyAuth, now });
+  await app.register(adminRoutes, { prefix: '/admin/v1', db: database.db, adminToken: config.adminToken, keyAuth, now, files: uploads });
   return app;
 }
 

@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import type { DbTimeouts } from './db/client.ts';
+import type { S3Settings } from './files/s3-store.ts';
 import { formatPath } from './param-path.ts';
 import { catalogSchema, checkCatalog, type Catalog } from './router/catalog.ts';
 import { planConfigSchema, type PlanInput } from './tenancy/plans.ts';
@@ -89,6 +90,21 @@ const envSchema = z.object({
   EUGPT_ORG_STORAGE_BYTES: intFromEnv(0, 2 ** 50).default(1024 * 1024 * 1024),
   EUGPT_EXTRACT_TIMEOUT_MS: intFromEnv(10, 3_600_000).default(60_000),
   EUGPT_EXTRACT_MEMORY_MB: intFromEnv(64, 65_536).default(512),
+  EUGPT_BLOB_STORE: z.enum(['database', 's3'], { error: 'must be database or s3' }).default('database'),
+  EUGPT_S3_ENDPOINT: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL, e.g. https://s3.fr-par.scw.cloud' }).optional(),
+  EUGPT_S3_REGION: z.string().min(1).max(64).default('us-east-1'),
+  EUGPT_S3_BUCKET: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, { error: 'must be a bucket name: 3 to 63 lower-case letters, digits, dots and hyphens' })
+    .optional(),
+  EUGPT_S3_ACCESS_KEY_ID: z.string().min(1).optional(),
+  EUGPT_S3_SECRET_ACCESS_KEY: z.string().min(1).optional(),
+  EUGPT_S3_FORCE_PATH_STYLE: boolFromEnv.default(true),
+  EUGPT_S3_PREFIX: z
+    .string()
+    .max(512)
+    .regex(/^(?!\/)[\x20-\x7e]+$/, { error: 'must be printable ASCII and must not start with /' })
+    .optional(),
   EUGPT_PROBE_INTERVAL_MS: intFromEnv(0, 86_400_000).default(30_000),
   EUGPT_PROBE_TIMEOUT_MS: intFromEnv(100, 60_000).default(5_000),
   // Metrics and traces (observability/config.ts).
@@ -177,6 +193,8 @@ export interface FilesConfig {
   extractTimeoutMs: number;
   /** The heap of the process that extracts a document's text. */
   extractMemoryMb: number;
+  /** Where new files' bytes go; files already stored stay where their row says. */
+  blobStore: { kind: 'database' } | { kind: 's3'; s3: S3Settings };
 }
 
 export type ResolvedToolsConfig = ToolsConfig & { web_search: ToolsConfig['web_search'] & { apiKey: string | undefined } };
@@ -252,6 +270,27 @@ function canLoad(name: string): boolean {
   }
 }
 
+function blobStoreFrom(e: z.infer<typeof envSchema>): FilesConfig['blobStore'] {
+  if (e.EUGPT_BLOB_STORE === 'database') return { kind: 'database' };
+  if (e.EUGPT_S3_BUCKET === undefined) throw new ConfigError('EUGPT_S3_BUCKET: must be set when EUGPT_BLOB_STORE is s3 (the bucket that holds the files)');
+  if ((e.EUGPT_S3_ACCESS_KEY_ID === undefined) !== (e.EUGPT_S3_SECRET_ACCESS_KEY === undefined)) {
+    const missing = e.EUGPT_S3_ACCESS_KEY_ID === undefined ? 'EUGPT_S3_ACCESS_KEY_ID' : 'EUGPT_S3_SECRET_ACCESS_KEY';
+    throw new ConfigError(`${missing}: must be set with the other S3 credential (or leave both unset to use the SDK's usual sources)`);
+  }
+  return {
+    kind: 's3',
+    s3: {
+      endpoint: e.EUGPT_S3_ENDPOINT,
+      region: e.EUGPT_S3_REGION,
+      bucket: e.EUGPT_S3_BUCKET,
+      accessKeyId: e.EUGPT_S3_ACCESS_KEY_ID,
+      secretAccessKey: e.EUGPT_S3_SECRET_ACCESS_KEY,
+      forcePathStyle: e.EUGPT_S3_FORCE_PATH_STYLE,
+      prefix: e.EUGPT_S3_PREFIX ?? '',
+    },
+  };
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // Empty strings count as unset, as a shell `FOO= npm start` or an empty compose entry means.
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== '')) as Record<string, string>;
@@ -302,6 +341,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       orgStorageBytes: e.EUGPT_ORG_STORAGE_BYTES,
       extractTimeoutMs: e.EUGPT_EXTRACT_TIMEOUT_MS,
       extractMemoryMb: e.EUGPT_EXTRACT_MEMORY_MB,
+      blobStore: blobStoreFrom(e),
     },
     observability: observabilityFrom(e),
     probes: { intervalMs: e.EUGPT_PROBE_INTERVAL_MS, timeoutMs: e.EUGPT_PROBE_TIMEOUT_MS },

@@ -99,6 +99,23 @@ describe('audited admin actions', () => {
     const project = await step('POST', '/projects', { organization_id: org.id, name: 'Audit trail' }, 'project.create', 'project');
     await step('POST', `/projects/${project.id}/members`, { user_id: user.id }, 'project.member.add', 'project', project.id);
     await step('DELETE', `/projects/${project.id}/members/${user.id}`, undefined, 'project.member.remove', 'project', project.id);
+    // A file uploaded for the user: multipart, so not through `call`; its name is free text, never recorded.
+    const fileName = `secret-name-${randomUUID()}.txt`;
+    const fd = new FormData();
+    fd.append('purpose', 'user_data');
+    fd.append('file', new Blob(['hello']), fileName);
+    const form = new Request('http://x/', { method: 'POST', body: fd });
+    const up = await app.inject({
+      method: 'POST',
+      url: `/admin/v1/users/${user.id}/files`,
+      headers: { ...adminHeaders, 'content-type': form.headers.get('content-type')! },
+      payload: Buffer.from(await form.arrayBuffer()),
+      remoteAddress: ip,
+    });
+    expect(up.statusCode).toBe(201);
+    const fileId = up.json<{ id: string }>().id;
+    seen.push({ action: 'file.upload', targetType: 'file', targetId: fileId, requestId: String(up.headers['x-request-id']) });
+    await step('DELETE', `/users/${user.id}/files/${fileId}`, undefined, 'file.delete', 'file', fileId);
     await step('POST', `/users/${user.id}/export`, undefined, 'user.export', 'user', user.id);
     await step('POST', `/organizations/${org.id}/export`, undefined, 'organization.export', 'organization', org.id);
     await step('POST', `/users/${user.id}/erase`, { confirm: true }, 'user.erase', 'user', user.id);
@@ -118,6 +135,7 @@ describe('audited admin actions', () => {
       expect(text).not.toContain(email);
       expect(text).not.toContain(label);
       expect(text).not.toContain('Audited GmbH');
+      expect(text).not.toContain(fileName);
     }
 
     const details = async (i: number) => (await rowsOf(seen[i]!.requestId))[0]!.details;
@@ -129,6 +147,8 @@ describe('audited admin actions', () => {
     expect(await details(6)).toMatchObject({ daily_tokens: 1000, fields: expect.arrayContaining(['daily_tokens', 'features']) });
     expect(await details(8)).toEqual({ fields: ['user_id'], user_id: user.id });
     expect(await details(9)).toEqual({ user_id: user.id });
+    expect(await details(10)).toEqual({ id: user.id });
+    expect(await details(11)).toEqual({ id: user.id });
   });
 
   it('does not record refused changes, or reads', async () => {

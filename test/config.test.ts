@@ -103,6 +103,23 @@ models:
     expect(loadConfig({ EUGPT_CONFIG: path, MISTRAL_API_KEY: 'k', ANTHROPIC_API_KEY: 'k' }).catalog.models.length).toBeGreaterThan(0);
   });
 
+  it('keeps files in the database by default, and in S3 with its settings checked', () => {
+    expect(loadConfig({}).files.blobStore).toEqual({ kind: 'database' });
+    const s3 = { EUGPT_BLOB_STORE: 's3', EUGPT_S3_BUCKET: 'eugpt-files', EUGPT_S3_ENDPOINT: 'https://s3.fr-par.scw.cloud' };
+    expect(loadConfig(s3).files.blobStore).toEqual({
+      kind: 's3',
+      s3: { endpoint: 'https://s3.fr-par.scw.cloud', region: 'us-east-1', bucket: 'eugpt-files', accessKeyId: undefined, secretAccessKey: undefined, forcePathStyle: true, prefix: '' },
+    });
+    const full = loadConfig({ ...s3, EUGPT_S3_REGION: 'fr-par', EUGPT_S3_ACCESS_KEY_ID: 'id', EUGPT_S3_SECRET_ACCESS_KEY: 'secret', EUGPT_S3_FORCE_PATH_STYLE: 'false', EUGPT_S3_PREFIX: 'eugpt/' });
+    expect(full.files.blobStore).toMatchObject({ s3: { region: 'fr-par', accessKeyId: 'id', secretAccessKey: 'secret', forcePathStyle: false, prefix: 'eugpt/' } });
+    expect(() => loadConfig({ EUGPT_BLOB_STORE: 's3' })).toThrow(/^EUGPT_S3_BUCKET: must be set when EUGPT_BLOB_STORE is s3/);
+    expect(() => loadConfig({ EUGPT_BLOB_STORE: 'disk' })).toThrow(/^EUGPT_BLOB_STORE: must be database or s3/);
+    expect(() => loadConfig({ ...s3, EUGPT_S3_ACCESS_KEY_ID: 'id' })).toThrow(/^EUGPT_S3_SECRET_ACCESS_KEY: must be set with the other S3 credential/);
+    expect(() => loadConfig({ ...s3, EUGPT_S3_ENDPOINT: 'ftp://x' })).toThrow(/^EUGPT_S3_ENDPOINT: must be an http/);
+    expect(() => loadConfig({ ...s3, EUGPT_S3_BUCKET: 'No_Such' })).toThrow(/^EUGPT_S3_BUCKET: must be a bucket name/);
+    expect(() => loadConfig({ ...s3, EUGPT_S3_PREFIX: '/abs' })).toThrow(/^EUGPT_S3_PREFIX: /);
+  });
+
   it('gives the CLI its server URL from EUGPT_URL or PORT', () => {
     expect(loadCliConfig({}).url).toBe('http://127.0.0.1:8080');
     expect(loadCliConfig({ PORT: '9000' }).url).toBe('http://127.0.0.1:9000');

@@ -3,7 +3,7 @@ import OpenAI, { toFile } from 'openai';
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rowsOf } from '../src/db/client.ts';
-import { blobChunks, files } from '../src/db/schema.ts';
+import { blobChunks, blobUploads, files } from '../src/db/schema.ts';
 import { BlobTooLarge, DatabaseBlobStore, readAll } from '../src/files/blobs.ts';
 import { NO_TEXT_LAYER } from '../src/files/extract.ts';
 import { adminHeaders, bearer, createTenant, type Tenant } from './helpers/app.ts';
@@ -191,6 +191,9 @@ describe('list, retrieve, content, delete', () => {
     for (let i = 0; i < data.length; i++) data[i] = (i * 7) % 251;
     const f = (await upload({ name: 'Grüße.bin', data })).json<FileObject>();
     expect(await chunkRows(f.id)).toBe(3);
+    // The upload's in-flight row went with the file row's insert; a deletion leaves none either.
+    const inFlight = async () => (await h.database.db.select().from(blobUploads).where(eq(blobUploads.key, `files/${f.id}`))).length;
+    expect(await inFlight()).toBe(0);
     const content = await get(`/v1/files/${f.id}/content`);
     expect(content.statusCode).toBe(200);
     expect(content.rawPayload.equals(data)).toBe(true);
@@ -198,6 +201,7 @@ describe('list, retrieve, content, delete', () => {
     const del = await h.app.inject({ method: 'DELETE', url: `/v1/files/${f.id}`, headers: bearer(h.tenant.key) });
     expect(del.json()).toEqual({ id: f.id, object: 'file', deleted: true });
     expect(await chunkRows(f.id)).toBe(0);
+    expect(await inFlight()).toBe(0);
     expect((await get(`/v1/files/${f.id}`)).statusCode).toBe(404);
   });
 });

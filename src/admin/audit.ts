@@ -45,6 +45,8 @@ export const AUDITED_ROUTES: Readonly<Record<string, ActionSpec>> = {
   'POST /users/:id/erase': byParam('user.erase', 'user'),
   'POST /organizations/:id/export': byParam('organization.export', 'organization'),
   'POST /organizations/:id/erase': byParam('organization.erase', 'organization'),
+  'POST /users/:id/files': created('file.upload', 'file'),
+  'DELETE /users/:id/files/:file_id': byParam('file.delete', 'file', 'file_id'),
 };
 
 /**
@@ -54,6 +56,8 @@ export const AUDITED_ROUTES: Readonly<Record<string, ActionSpec>> = {
  * land in a table nobody can clean.
  */
 const KEPT_VALUES = new Set([
+  // A URL's id that is not the target: the user whose file an operator uploaded.
+  'id',
   'organization_id',
   'user_id',
   'plan',

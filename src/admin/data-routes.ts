@@ -4,6 +4,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { KeyAuth } from '../auth/key-auth.ts';
 import type { Db } from '../db/client.ts';
+import type { BlobStores } from '../files/blobs.ts';
 import { eraseOrganization, eraseUser, exportOrganization, exportUser } from '../data/subject.ts';
 import { badRequest } from '../http/api-error.ts';
 import { errorResponses, uuidParam } from '../http/schemas.ts';
@@ -31,8 +32,8 @@ const mustConfirm = (body: { confirm?: boolean | undefined }) => {
   if (body.confirm !== true) throw badRequest('confirmation_required', 'erasure cannot be undone: send {"confirm": true}', 'confirm');
 };
 
-export const dataRoutes: FastifyPluginAsyncZod<{ db: Db; keyAuth: KeyAuth; now: () => number }> = async (app, opts) => {
-  const { db, keyAuth } = opts;
+export const dataRoutes: FastifyPluginAsyncZod<{ db: Db; keyAuth: KeyAuth; now: () => number; blobs: BlobStores }> = async (app, opts) => {
+  const { db, keyAuth, blobs } = opts;
 
   const exportSchema = (summary: string) => ({
     tags: ['admin'],
@@ -61,13 +62,13 @@ export const dataRoutes: FastifyPluginAsyncZod<{ db: Db; keyAuth: KeyAuth; now: 
   app.post(
     '/users/:id/export',
     { schema: exportSchema('Everything stored about a user, as one JSON document: conversations with items, responses, files with content, keys (metadata), usage') },
-    async (req, reply) => sendPieces(reply, `user-${req.params.id}.json`, exportUser(db, req.params.id, new Date(opts.now()))),
+    async (req, reply) => sendPieces(reply, `user-${req.params.id}.json`, exportUser(db, blobs, req.params.id, new Date(opts.now()))),
   );
 
   app.post(
     '/organizations/:id/export',
     { schema: exportSchema("Everything stored about an organisation's users, one user export after another") },
-    async (req, reply) => sendPieces(reply, `organization-${req.params.id}.json`, exportOrganization(db, req.params.id, new Date(opts.now()))),
+    async (req, reply) => sendPieces(reply, `organization-${req.params.id}.json`, exportOrganization(db, blobs, req.params.id, new Date(opts.now()))),
   );
 
   app.post(
@@ -84,7 +85,7 @@ export const dataRoutes: FastifyPluginAsyncZod<{ db: Db; keyAuth: KeyAuth; now: 
     },
     async (req) => {
       mustConfirm(req.body);
-      const { erased: gone, organizationId } = await eraseUser(db, req.params.id);
+      const { erased: gone, organizationId } = await eraseUser(db, req.params.id, { stores: blobs, log: req.log });
       // Its keys are gone from the database; this instance forgets them at once, others within the cache's TTL.
       keyAuth.forgetOrganization(organizationId);
       req.log.warn({ user_id: req.params.id, ...gone }, 'user erased');
@@ -106,7 +107,7 @@ export const dataRoutes: FastifyPluginAsyncZod<{ db: Db; keyAuth: KeyAuth; now: 
     },
     async (req) => {
       mustConfirm(req.body);
-      const gone = await eraseOrganization(db, req.params.id);
+      const gone = await eraseOrganization(db, req.params.id, { stores: blobs, log: req.log });
       keyAuth.forgetOrganization(req.params.id);
       req.log.warn({ organization_id: req.params.id, ...gone }, 'organisation erased');
       return { object: 'organization.erased' as const, id: req.params.id, ...gone };

@@ -1,8 +1,10 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { KeyAuth } from '../auth/key-auth.ts';
 import type { Db } from '../db/client.ts';
+import type { UploadOptions } from '../files/upload.ts';
 import { auditAdminScope, auditRoutes, createAuditRecorder } from './audit.ts';
 import { dataRoutes } from './data-routes.ts';
+import { adminFileRoutes } from './file-routes.ts';
 import { requireAdminToken } from './guard.ts';
 import { keyRoutes } from './key-routes.ts';
 import { organizationRoutes } from './organization-routes.ts';
@@ -14,6 +16,8 @@ export interface AdminOptions {
   adminToken: string | undefined;
   keyAuth: KeyAuth;
   now: () => number;
+  /** What uploads need: the blob stores, limits and extraction (as for /v1/files). */
+  files: UploadOptions;
 }
 
 /** `/admin/v1`: tenancy and key management for operators and the `eugpt` CLI. */
@@ -26,6 +30,7 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, opts) =
   await app.register(planRoutes, { db: opts.db });
   await app.register(keyRoutes, { db: opts.db, keyAuth: opts.keyAuth });
   await app.register(projectRoutes, { db: opts.db });
-  await app.register(dataRoutes, { db: opts.db, keyAuth: opts.keyAuth, now: opts.now });
+  await app.register(dataRoutes, { db: opts.db, keyAuth: opts.keyAuth, now: opts.now, blobs: opts.files.blobs });
+  await app.register(adminFileRoutes, opts.files);
   await app.register(auditRoutes, { db: opts.db });
 };

@@ -4,6 +4,7 @@ import { registerAdminCommands } from './admin-commands.ts';
 import { CliError } from './client.ts';
 import { createContext, type CliIo } from './context.ts';
 import { EXIT } from './exit-codes.ts';
+import { registerFileCommands } from './file-commands.ts';
 import { registerServerCommands } from './server-commands.ts';
 
 /**
@@ -33,6 +34,7 @@ export function buildProgram(io: CliIo): Command {
   const ctx = createContext(io);
   registerServerCommands(program, ctx);
   registerAdminCommands(program, ctx);
+  registerFileCommands(program, ctx);
   return program;
 }
 

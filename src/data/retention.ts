@@ -1,6 +1,8 @@
 import { sql } from 'drizzle-orm';
 import type { Db } from '../db/client.ts';
 import { rowsOf } from '../db/client.ts';
+import type { BlobStores } from '../files/blobs.ts';
+import { deleteBlobs, NO_INSTANCE, type Logger } from '../files/orphans.ts';
 
 /**
  * Retention: an organisation keeps conversations, responses and files for
@@ -20,7 +22,7 @@ export interface Purged {
 }
 
 /** Deletes one batch of responses (with their conversation items) and one of conversations past retention. */
-export async function purgeBatch(db: Db, batch = 500): Promise<Purged> {
+export async function purgeBatch(db: Db, batch = 500, stores?: BlobStores, log?: Logger): Promise<Purged> {
   const responses = rowsOf<{ id: string }>(
     await db.execute(sql`
       with doomed as (
@@ -43,8 +45,9 @@ export async function purgeBatch(db: Db, batch = 500): Promise<Purged> {
         for update of c skip locked)
       delete from conversations where id in (select id from doomed) returning id`),
   ).length;
-  // A file's bytes go with it: the blob store's chunks are keyed by the file's storage key.
-  const purgedFiles = rowsOf<{ id: string }>(
+  // A file's bytes go with it: chunks in the database in the same statement; an object in S3 gets a deletion
+  // row there (blob_uploads), and is deleted once the statement committed, or by the orphan sweep.
+  const gone = rowsOf<{ id: string; storage: 'database' | 's3'; storage_key: string }>(
     await db.execute(sql`
       with doomed as (
         select f.id, f.storage, f.storage_key from files f join organizations o on o.id = f.organization_id
@@ -52,17 +55,24 @@ export async function purgeBatch(db: Db, batch = 500): Promise<Purged> {
           and f.created_at < now() - make_interval(days => ${retentionOf('o')})
         limit ${batch}
         for update of f skip locked),
-      blobs as (delete from blob_chunks where key in (select storage_key from doomed where storage = 'database'))
-      delete from files where id in (select id from doomed) returning id`),
-  ).length;
+      blobs as (delete from blob_chunks where key in (select storage_key from doomed where storage = 'database')),
+      pending as (
+        insert into blob_uploads (key, storage, instance_id)
+        select storage_key, storage, ${NO_INSTANCE}::uuid from doomed where storage <> 'database'
+        on conflict (key) do update set instance_id = excluded.instance_id)
+      delete from files where id in (select id from doomed) returning id, storage, storage_key`),
+  );
+  const objects = gone.filter((f) => f.storage !== 'database').map((f) => ({ key: f.storage_key, storage: f.storage }));
+  if (stores !== undefined && log !== undefined) await deleteBlobs(db, stores, objects, log);
+  const purgedFiles = gone.length;
   return { responses, conversations, files: purgedFiles };
 }
 
 /** Runs batches until nothing is left or `maxBatches` ran; returns the totals. */
-export async function purgeExpired(db: Db, batch = 500, maxBatches = 20): Promise<Purged> {
+export async function purgeExpired(db: Db, batch = 500, maxBatches = 20, stores?: BlobStores, log?: Logger): Promise<Purged> {
   const total: Purged = { responses: 0, conversations: 0, files: 0 };
   for (let i = 0; i < maxBatches; i++) {
-    const round = await purgeBatch(db, batch);
+    const round = await purgeBatch(db, batch, stores, log);
     total.responses += round.responses;
     total.conversations += round.conversations;
     total.files += round.files;

@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, inArray } from 'drizzle-orm';
+import { and, asc, eq, gt, inArray, ne } from 'drizzle-orm';
 import type { Db } from '../db/client.ts';
 import {
   apiKeys,
@@ -13,6 +13,8 @@ import {
   usageTotals,
   users,
 } from '../db/schema.ts';
+import type { BlobStores } from '../files/blobs.ts';
+import { deleteBlobs, markForDeletion, type Logger } from '../files/orphans.ts';
 import { ApiError, notFound } from '../http/api-error.ts';
 
 /**
@@ -51,19 +53,11 @@ async function* list<T>(name: string, rows: AsyncIterable<T>, each: (row: T) => 
   yield ']';
 }
 
-/** A blob's bytes as one base64 string, encoded chunk by chunk (a remainder carried so the pieces join). */
-async function* base64Of(db: Db, key: string): AsyncGenerator<string> {
+/** A blob's bytes as one base64 string, encoded piece by piece (a remainder carried so the pieces join). */
+async function* base64Of(stream: AsyncIterable<Buffer>): AsyncGenerator<string> {
   let carry = Buffer.alloc(0);
-  for (let seq = -1; ; ) {
-    const [chunk] = await db
-      .select({ seq: blobChunks.seq, data: blobChunks.data })
-      .from(blobChunks)
-      .where(and(eq(blobChunks.key, key), gt(blobChunks.seq, seq)))
-      .orderBy(asc(blobChunks.seq))
-      .limit(1);
-    if (chunk === undefined) break;
-    seq = chunk.seq;
-    const bytes = Buffer.concat([carry, chunk.data]);
+  for await (const piece of stream) {
+    const bytes = Buffer.concat([carry, piece]);
     const whole = bytes.length - (bytes.length % 3);
     yield bytes.subarray(0, whole).toString('base64');
     carry = bytes.subarray(whole);
@@ -72,7 +66,7 @@ async function* base64Of(db: Db, key: string): AsyncGenerator<string> {
 }
 
 /** Everything stored about one user, as JSON text in pieces. */
-export async function* exportUser(db: Db, userId: string, now: Date): AsyncGenerator<string> {
+export async function* exportUser(db: Db, stores: BlobStores, userId: string, now: Date): AsyncGenerator<string> {
   const [user] = await db.select().from(users).where(eq(users.id, userId));
   if (user === undefined) throw notFound('user_not_found', `user ${userId} not found`);
   yield `{"object":"user_export","exported_at":${j(now.toISOString())},"user":${j({
@@ -152,7 +146,8 @@ export async function* exportUser(db: Db, userId: string, now: Date): AsyncGener
   yield* list('files', ownFiles, async function* (f) {
     const meta = { id: f.id, filename: f.filename, purpose: f.purpose, bytes: f.bytes, mime_type: f.mimeType, sha256: f.sha256, status: f.status, created_at: f.createdAt };
     yield `${j(meta).slice(0, -1)},"content_base64":"`;
-    if (f.storage === 'database') yield* base64Of(db, f.storageKey);
+    // Read from the store the row names: a deployment that moved to S3 still has older files in the database.
+    yield* base64Of(stores.of(f.storage).get(f.storageKey));
     yield '"}';
   });
 
@@ -165,7 +160,7 @@ export async function* exportUser(db: Db, userId: string, now: Date): AsyncGener
 }
 
 /** Everything stored about an organisation's users, one user's export after another. */
-export async function* exportOrganization(db: Db, organizationId: string, now: Date): AsyncGenerator<string> {
+export async function* exportOrganization(db: Db, stores: BlobStores, organizationId: string, now: Date): AsyncGenerator<string> {
   const [org] = await db.select().from(organizations).where(eq(organizations.id, organizationId));
   if (org === undefined) throw notFound('organization_not_found', `organization ${organizationId} not found`);
   const organization = { id: org.id, name: org.name, plan: org.plan, created_at: org.createdAt };
@@ -173,7 +168,7 @@ export async function* exportOrganization(db: Db, organizationId: string, now: D
   const members = await db.select({ id: users.id }).from(users).where(eq(users.organizationId, org.id)).orderBy(asc(users.id));
   for (const [i, m] of members.entries()) {
     if (i > 0) yield ',';
-    yield* exportUser(db, m.id, now);
+    yield* exportUser(db, stores, m.id, now);
   }
   yield ']}';
 }
@@ -199,34 +194,44 @@ export interface Erased {
  * Erases a user: conversations with their items, responses, files with their
  * bytes, API keys, memberships, and the user row (with the email). Usage
  * totals stay under the user's random id, with nothing left to tie them to a
- * person. One transaction: all of it or nothing.
+ * person. One transaction: all of it or nothing. Objects in an object store
+ * cannot be part of it: they are deleted right after it commits, and a
+ * delete that fails is left to the orphan sweep (files/orphans.ts).
  */
-export async function eraseUser(db: Db, userId: string): Promise<{ erased: Erased; organizationId: string }> {
+export async function eraseUser(db: Db, userId: string, blobs?: { stores: BlobStores; log: Logger }): Promise<{ erased: Erased; organizationId: string }> {
   const [user] = await db.select({ organizationId: users.organizationId }).from(users).where(eq(users.id, userId));
   if (user === undefined) throw notFound('user_not_found', `user ${userId} not found`);
   await assertIdle(db, responses.userId, userId);
-  const erased = await db.transaction(async (tx) => eraseWhere(tx, [userId]));
+  const { objects, ...erased } = await db.transaction(async (tx) => eraseWhere(tx, [userId]));
+  if (blobs !== undefined) await deleteBlobs(db, blobs.stores, objects, blobs.log);
   return { erased, organizationId: user.organizationId };
 }
 
 /** Erases every user of an organisation, then the organisation; its usage totals stay. */
-export async function eraseOrganization(db: Db, organizationId: string): Promise<Erased & { users: number }> {
+export async function eraseOrganization(db: Db, organizationId: string, blobs?: { stores: BlobStores; log: Logger }): Promise<Erased & { users: number }> {
   const [org] = await db.select({ id: organizations.id }).from(organizations).where(eq(organizations.id, organizationId));
   if (org === undefined) throw notFound('organization_not_found', `organization ${organizationId} not found`);
   await assertIdle(db, responses.organizationId, organizationId);
-  return db.transaction(async (tx) => {
+  const { objects, ...erased } = await db.transaction(async (tx) => {
     const members = (await tx.select({ id: users.id }).from(users).where(eq(users.organizationId, organizationId))).map((u) => u.id);
-    const erased = await eraseWhere(tx, members);
+    const gone = await eraseWhere(tx, members);
     await tx.delete(organizations).where(eq(organizations.id, organizationId));
-    return { ...erased, users: members.length };
+    return { ...gone, users: members.length };
   });
+  if (blobs !== undefined) await deleteBlobs(db, blobs.stores, objects, blobs.log);
+  return erased;
 }
 
-async function eraseWhere(tx: Db, userIds: string[]): Promise<Erased> {
-  if (userIds.length === 0) return { conversations: 0, responses: 0, files: 0, api_keys: 0 };
+type ObjectRef = { key: string; storage: 'database' | 's3' };
+
+async function eraseWhere(tx: Db, userIds: string[]): Promise<Erased & { objects: ObjectRef[] }> {
+  if (userIds.length === 0) return { conversations: 0, responses: 0, files: 0, api_keys: 0, objects: [] };
   const ofUsers = <C extends typeof files.userId | typeof responses.userId | typeof conversations.userId | typeof apiKeys.userId>(c: C) => inArray(c, userIds);
   // Blobs are not tied to their files by a foreign key (the store is generic): they go first, by key.
   await tx.delete(blobChunks).where(inArray(blobChunks.key, tx.select({ key: files.storageKey }).from(files).where(and(ofUsers(files.userId), eq(files.storage, 'database')))));
+  // Objects elsewhere get a deletion row in this transaction, so that they go even if the process dies right after it.
+  const objects = (await tx.select({ key: files.storageKey, storage: files.storage }).from(files).where(and(ofUsers(files.userId), ne(files.storage, 'database')))) as ObjectRef[];
+  await markForDeletion(tx, objects);
   const gone = {
     files: (await tx.delete(files).where(ofUsers(files.userId)).returning({ id: files.id })).length,
     responses: (await tx.delete(responses).where(ofUsers(responses.userId)).returning({ id: responses.id })).length,
@@ -235,5 +240,5 @@ async function eraseWhere(tx: Db, userIds: string[]): Promise<Erased> {
   };
   await tx.delete(projectMembers).where(inArray(projectMembers.userId, userIds));
   await tx.delete(users).where(inArray(users.id, userIds));
-  return gone;
+  return { ...gone, objects };
 }

@@ -19,6 +19,43 @@ export interface BlobStore {
   put(key: string, body: AsyncIterable<Uint8Array>, opts?: { maxBytes?: number }): Promise<{ bytes: number; sha256: string }>;
   get(key: string): Readable;
   delete(key: string): Promise<void>;
+  /**
+   * Removes whatever a write that never finished may have left under `key`
+   * (for an object store, its unfinished multipart uploads too). Used on
+   * failed puts and by the sweep of blobs a crash left behind.
+   */
+  discard(key: string): Promise<void>;
+}
+
+/**
+ * The stores a deployment can read: the one new files go to, and every
+ * other one configured. A file is read and deleted through the store its
+ * row names, so a deployment that moved to S3 still serves its older files
+ * from the database.
+ */
+export class BlobStores {
+  private readonly byKind: Map<BlobStore['kind'], BlobStore>;
+
+  constructor(
+    readonly current: BlobStore,
+    others: BlobStore[] = [],
+  ) {
+    this.byKind = new Map([...others, current].map((s) => [s.kind, s]));
+  }
+
+  of(kind: BlobStore['kind']): BlobStore {
+    const store = this.byKind.get(kind);
+    if (store === undefined) throw new Error(`a file is kept in the ${kind} blob store, which is not configured (EUGPT_BLOB_STORE)`);
+    return store;
+  }
+
+  has(kind: BlobStore['kind']): boolean {
+    return this.byKind.has(kind);
+  }
+
+  get kinds(): BlobStore['kind'][] {
+    return [...this.byKind.keys()];
+  }
 }
 
 export class BlobTooLarge extends Error {
@@ -100,6 +137,10 @@ export class DatabaseBlobStore implements BlobStore {
 
   async delete(key: string): Promise<void> {
     await this.db.delete(blobChunks).where(eq(blobChunks.key, key));
+  }
+
+  discard(key: string): Promise<void> {
+    return this.delete(key);
   }
 
   /** Rows of a blob: for tests and diagnostics. */

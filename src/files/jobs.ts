@@ -1,7 +1,7 @@
 import { and, eq, sql } from 'drizzle-orm';
 import { rowsOf, type Db } from '../db/client.ts';
 import { files } from '../db/schema.ts';
-import { readAll, type BlobStore } from './blobs.ts';
+import { readAll, type BlobStores } from './blobs.ts';
 import { Unusable } from './extract-errors.ts';
 import { DEFAULT_LIMITS, type ExtractLimits } from './extract.ts';
 import { runExtraction, type RunResult } from './extract-runner.ts';
@@ -32,6 +32,7 @@ export interface FileJobOptions {
 
 interface Claimed {
   id: string;
+  storage: 'database' | 's3';
   storage_key: string;
   attempts: number;
 }
@@ -50,7 +51,7 @@ export class FileJobs {
 
   constructor(
     private readonly db: Db,
-    private readonly blobs: BlobStore,
+    private readonly blobs: BlobStores,
     private readonly opts: FileJobOptions,
   ) {
     this.limits = opts.limits ?? DEFAULT_LIMITS;
@@ -130,14 +131,14 @@ export class FileJobs {
         where status = 'uploaded' and attempts < ${MAX_ATTEMPTS} and (locked_until is null or locked_until < now()) ${which}
         order by created_at limit 1
         for update skip locked)
-      returning id, storage_key, attempts`);
+      returning id, storage, storage_key, attempts`);
     return rowsOf<Claimed>(result)[0];
   }
 
   private async process(job: Claimed): Promise<void> {
     let result: RunResult;
     try {
-      const bytes = await readAll(this.blobs.get(job.storage_key));
+      const bytes = await readAll(this.blobs.of(job.storage).get(job.storage_key));
       result = await runExtraction(bytes, { timeoutMs: this.opts.timeoutMs, memoryMb: this.opts.memoryMb, limits: this.limits, signal: this.stop.signal });
     } catch (err) {
       if (err instanceof Unusable) return this.settle(job.id, { status: 'error', statusDetails: err.message });

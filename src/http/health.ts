@@ -21,12 +21,15 @@ const routingState = z
 /**
  * `/healthz`: the process is alive. `/readyz`: it can serve (database
  * reachable, a model configured whose server answered its last probe, or has
- * not been probed yet), else 503 saying why.
+ * not been probed yet, and the S3 blob store when used), else 503 saying why.
  */
-export const healthRoutes: FastifyPluginAsyncZod<{ database: Database; catalog: Catalog; health: HealthTable; probes: ProviderProbes }> = async (
-  app,
-  { database, catalog, health, probes },
-) => {
+export const healthRoutes: FastifyPluginAsyncZod<{
+  database: Database;
+  catalog: Catalog;
+  health: HealthTable;
+  probes: ProviderProbes;
+  blobProbe?: { readonly state: string } | undefined;
+}> = async (app, { database, catalog, health, probes, blobProbe }) => {
   const configured = hasEnabledModel(catalog);
 
   app.get(
@@ -40,7 +43,7 @@ export const healthRoutes: FastifyPluginAsyncZod<{ database: Database; catalog: 
     {
       schema: {
         tags: ['health'],
-        summary: 'Readiness: the database answers and a configured model server is reachable',
+        summary: 'Readiness: the database answers, a configured model server is reachable, and the S3 blob store (when used) answered its last probe',
         response: {
           200: z.object({
             status: z.literal('ready'),
@@ -67,10 +70,16 @@ export const healthRoutes: FastifyPluginAsyncZod<{ database: Database; catalog: 
       const modelsOk = configured && reach.state !== 'down';
       // Open breakers make routing degraded, never the instance unready: requests still go somewhere (fail open).
       const routing_state = health.routingState();
-      const checks = { database: dbState, models, routing: routing_state.state };
+      // The object store's last probe, never a request made now: readiness stays fast whatever the store does.
+      const blobState = blobProbe?.state ?? 'ok';
+      const checks = { database: dbState, models, routing: routing_state.state, ...(blobProbe === undefined ? {} : { blob_store: blobState }) };
       const routing = health.report();
-      if (dbState === 'ok' && modelsOk) return { status: 'ready' as const, checks, routing_state, routing };
-      const why = [dbState === 'ok' ? null : 'the database is not reachable', modelsOk ? null : configured ? reach.detail : 'no model is configured'];
+      if (dbState === 'ok' && modelsOk && blobState === 'ok') return { status: 'ready' as const, checks, routing_state, routing };
+      const why = [
+        dbState === 'ok' ? null : 'the database is not reachable',
+        modelsOk ? null : configured ? reach.detail : 'no model is configured',
+        blobState === 'ok' ? null : 'the S3 blob store is not reachable',
+      ];
       const body: ErrorBody = new ApiError(503, 'server_error', 'not_ready', why.filter(Boolean).join('; ')).toBody();
       return reply.status(503).send({ ...body, checks, routing_state, routing });
     },

@@ -1,7 +1,7 @@
 import { and, eq } from 'drizzle-orm';
 import type { Db } from '../db/client.ts';
 import { files } from '../db/schema.ts';
-import { readAll, type BlobStore } from '../files/blobs.ts';
+import { readAll, type BlobStores } from '../files/blobs.ts';
 import { fileNotFound } from '../files/store.ts';
 import { ApiError, badRequest } from '../http/api-error.ts';
 import { isUuid } from '../http/ids.ts';
@@ -19,7 +19,7 @@ import { base64Bytes, IMAGE_TYPES, ImageFailure, imageOf, parseDataUrl, tooLarge
 
 export interface ImageSources {
   db: Db;
-  blobs: BlobStore;
+  blobs: BlobStores;
   fetcher: ImageFetcher;
   config: ImagesConfig;
 }
@@ -154,7 +154,7 @@ export class ImageLoader {
       throw new ImageFailure('unsupported_image_type', `file ${id} is not a PNG, JPEG, GIF or WebP image`);
     }
     if (row.bytes > this.config.max_bytes) throw tooLarge(this.config.max_bytes);
-    if (row.storage !== blobs.kind) throw new ImageFailure('image_unavailable', `file ${id} is kept in a store this server cannot read`);
-    return imageOf(await readAll(blobs.get(row.storageKey)), this.config.max_bytes);
+    if (!blobs.has(row.storage)) throw new ImageFailure('image_unavailable', `file ${id} is kept in a store this server cannot read`);
+    return imageOf(await readAll(blobs.of(row.storage).get(row.storageKey)), this.config.max_bytes);
   }
 }
