@@ -1,23 +1,19 @@
-import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import type { FastifyInstance } from 'fastify';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../src/db/client.ts';
 import { blobChunks } from '../src/db/schema.ts';
 import { buildApp } from '../src/app.ts';
+import { runCli } from '../src/cli/program.ts';
 import { loadConfig } from '../src/config.ts';
 import { ADMIN_TOKEN, adminHeaders, createTenant, type Tenant } from './helpers/app.ts';
 import { openTestDatabase } from './helpers/db.ts';
 
-/** `eugpt file upload|list|delete` against a running server, through the admin API. */
-
-const run = promisify(execFile);
-const BIN = new URL('../bin/eugpt.js', import.meta.url).pathname;
+/** `eugpt file upload|list|delete` against a running server, through the admin API (in-process, as cli.test.ts runs them). */
 
 let database: Database;
 let app: FastifyInstance;
@@ -39,16 +35,10 @@ afterAll(async () => {
 });
 
 async function eugpt(args: string[]) {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [BIN, ...args], {
-      env: { PATH: process.env.PATH ?? '', EUGPT_URL: url, EUGPT_ADMIN_TOKEN: ADMIN_TOKEN },
-      timeout: 30_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
+  let stdout = '';
+  let stderr = '';
+  const code = await runCli(args, { out: (t) => (stdout += t), err: (t) => (stderr += t), env: { EUGPT_URL: url, EUGPT_ADMIN_TOKEN: ADMIN_TOKEN } });
+  return { code, stdout, stderr };
 }
 
 async function json(args: string[]) {
