@@ -1,5 +1,7 @@
 import OpenAI from 'openai';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Database } from '../src/db/client.ts';
+import { openTestDatabase } from './helpers/db.ts';
 import { bearer } from './helpers/app.ts';
 import { startFakeUpstream, type FakeUpstream } from './helpers/fake-openai.ts';
 import { startServer, writeConfigFile, type TestServer } from './helpers/harness.ts';
@@ -19,9 +21,16 @@ async function twoUpstreams(router: Record<string, unknown> = {}, now?: () => nu
     ],
     router: { breaker: { failures: 2, cooldown_ms: 5000, max_cooldown_ms: 20_000 }, ...router },
   });
-  const server = await startServer(config, now ? { now } : {});
+  const server = await startServer(config, now ? { now, database } : { database });
   return { a, b, server };
 }
+
+// One database for the file: each test's server has its own tenant, health table and upstreams.
+let database: Database;
+beforeAll(async () => {
+  database = await openTestDatabase();
+});
+afterAll(async () => database.close());
 
 let cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {

@@ -1,4 +1,6 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Database } from '../src/db/client.ts';
+import { openTestDatabase } from './helpers/db.ts';
 import { bearer } from './helpers/app.ts';
 import { startFakeUpstream, type FakeUpstream, type Script } from './helpers/fake-openai.ts';
 import { eventually, startServer, writeConfigFile, type TestServer } from './helpers/harness.ts';
@@ -7,6 +9,13 @@ import { eventually, startServer, writeConfigFile, type TestServer } from './hel
  * One configured model: nothing to fail over to. Whatever the upstream
  * answers, the breaker must never turn it into `no_model_available`.
  */
+
+// One database for the file: each test's server has its own tenant, health table and upstreams.
+let database: Database;
+beforeAll(async () => {
+  database = await openTestDatabase();
+});
+afterAll(async () => database.close());
 
 let cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -20,7 +29,7 @@ async function singleModel(provider: Record<string, unknown> = {}, now?: () => n
     providers: [{ id: 'only', type: 'openai-compatible', base_url: up.url, ...provider }],
     models: [{ id: 'solo', provider: 'only', upstream_model: 'sm', categories: ['fast', 'general'] }],
   });
-  const server = await startServer(config, now ? { now } : {});
+  const server = await startServer(config, now ? { now, database } : { database });
   cleanup.push(() => server.close(), () => up.close());
   return { up, server };
 }

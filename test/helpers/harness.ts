@@ -83,9 +83,12 @@ export async function startServer(
     now?: () => number;
     lookup?: ToolboxOptions['lookup'];
     files?: AppDeps['files'];
+    /** A database shared by the servers of one test file (left open on close); default: a fresh one per server. */
+    database?: Database;
   } = {},
 ): Promise<TestServer> {
-  const database = await openTestDatabase();
+  const shared = opts.database;
+  const database = shared ?? (await openTestDatabase());
   const config = loadConfig({ EUGPT_ADMIN_TOKEN: ADMIN_TOKEN, EUGPT_CONFIG: configFile, FAKE_UPSTREAM_KEY: 'sk-upstream-secret', ...opts.env });
   const app = await buildApp({
     config,
@@ -106,7 +109,7 @@ export async function startServer(
     tenant,
     async close() {
       await app.close();
-      await database.close();
+      if (shared === undefined) await database.close();
     },
   };
 }
