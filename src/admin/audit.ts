@@ -41,6 +41,8 @@ export const AUDITED_ROUTES: Readonly<Record<string, ActionSpec>> = {
   'POST /projects': created('project.create', 'project'),
   'POST /projects/:id/members': byParam('project.member.add', 'project'),
   'DELETE /projects/:id/members/:user_id': byParam('project.member.remove', 'project'),
+  'POST /projects/:id/files': byParam('project.file.add', 'project'),
+  'DELETE /projects/:id/files/:file_id': byParam('project.file.remove', 'project'),
   'POST /users/:id/export': byParam('user.export', 'user'),
   'POST /users/:id/erase': byParam('user.erase', 'user'),
   'POST /organizations/:id/export': byParam('organization.export', 'organization'),
@@ -56,6 +58,7 @@ export const AUDITED_ROUTES: Readonly<Record<string, ActionSpec>> = {
 const KEPT_VALUES = new Set([
   'organization_id',
   'user_id',
+  'file_id',
   'plan',
   'status',
   'role',

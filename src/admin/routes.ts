@@ -8,6 +8,7 @@ import { keyRoutes } from './key-routes.ts';
 import { organizationRoutes } from './organization-routes.ts';
 import { planRoutes } from './plan-routes.ts';
 import { projectRoutes } from './project-routes.ts';
+import { adminProjectFileRoutes } from '../projects/admin-routes.ts';
 
 export interface AdminOptions {
   db: Db;
@@ -26,6 +27,7 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, opts) =
   await app.register(planRoutes, { db: opts.db });
   await app.register(keyRoutes, { db: opts.db, keyAuth: opts.keyAuth });
   await app.register(projectRoutes, { db: opts.db });
+  await app.register(adminProjectFileRoutes, { db: opts.db });
   await app.register(dataRoutes, { db: opts.db, keyAuth: opts.keyAuth, now: opts.now });
   await app.register(auditRoutes, { db: opts.db });
 };

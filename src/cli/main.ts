@@ -6,6 +6,7 @@ import { openDatabase } from '../db/client.ts';
 import { serve } from '../server.ts';
 import { createAdminClient } from './client.ts';
 import { record, table } from './format.ts';
+import { registerProjectFileCommands } from './project-file-commands.ts';
 
 type Obj = Record<string, unknown>;
 type List = { data: Obj[] };
@@ -351,6 +352,8 @@ audit
       return { data: l, human: table(l.data, ['id', 'at', 'actor', 'action', 'target_type', 'target_id', 'ip']) };
     }),
   );
+
+registerProjectFileCommands(program);
 
 try {
   await program.parseAsync();

@@ -7,6 +7,7 @@ import type { KeyAuth } from '../auth/key-auth.ts';
 import { conversationRoutes } from '../conversations/routes.ts';
 import { fileRoutes, type FileRouteOptions } from '../files/routes.ts';
 import { errorResponses } from '../http/schemas.ts';
+import { projectFileRoutes } from '../projects/routes.ts';
 import { responseItemRoutes } from '../responses/item-routes.ts';
 import { responseRoutes, type ResponseRouteOptions } from '../responses/route.ts';
 
@@ -54,4 +55,5 @@ export const v1Routes: FastifyPluginAsyncZod<{ keyAuth: KeyAuth; cancelWaitMs: n
   await app.register(conversationRoutes, { db });
   await app.register(usageRoutes, { db: opts.db, now: opts.now });
   await app.register(fileRoutes, opts.files);
+  await app.register(projectFileRoutes, { db });
 };
