@@ -7,6 +7,7 @@ import { formatPath } from './param-path.ts';
 import { catalogSchema, checkCatalog, type Catalog } from './router/catalog.ts';
 import { planConfigSchema, type PlanInput } from './tenancy/plans.ts';
 import { toolsSchema, type ToolsConfig } from './tools/config.ts';
+import { retrievalSchema, type ResolvedRetrievalConfig } from './projects/config.ts';
 
 /**
  * The one place that reads process.env: one config object, parsed once at start.
@@ -87,7 +88,7 @@ const envSchema = z.object({
 });
 
 /** The optional config file: providers, models, router settings, plans, tools. */
-const fileSchema = z.strictObject({ ...catalogSchema, plans: z.array(planConfigSchema).default([]), tools: toolsSchema });
+const fileSchema = z.strictObject({ ...catalogSchema, plans: z.array(planConfigSchema).default([]), tools: toolsSchema, retrieval: retrievalSchema });
 
 type FileConfig = z.infer<typeof fileSchema>;
 
@@ -129,6 +130,8 @@ export interface Config {
   tools: ResolvedToolsConfig;
   /** Uploaded files: the largest file, the bytes all files of one organisation may take, and the limits of text extraction. */
   files: FilesConfig;
+  /** Project corpora: chunking, the optional embeddings model (its key read from the environment), prompt budget. */
+  retrieval: ResolvedRetrievalConfig;
 }
 
 export interface FilesConfig {
@@ -203,6 +206,16 @@ function toolsFrom(file: FileConfig, env: Record<string, string>, path: string |
   return { ...file.tools, web_search: { ...search, apiKey } };
 }
 
+function retrievalFrom(file: FileConfig, env: Record<string, string>, path: string | undefined): ResolvedRetrievalConfig {
+  const e = file.retrieval.embeddings;
+  if (e === undefined) return { ...file.retrieval, embeddings: undefined };
+  const apiKey = e.api_key_env === undefined ? undefined : env[e.api_key_env];
+  if (e.api_key_env !== undefined && apiKey === undefined) {
+    throw new ConfigError(`EUGPT_CONFIG (${path}) retrieval.embeddings: environment variable ${e.api_key_env} (api_key_env) is not set`);
+  }
+  return { ...file.retrieval, embeddings: { ...e, apiKey } };
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // Empty strings count as unset, as a shell `FOO= npm start` or an empty compose entry means.
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== '')) as Record<string, string>;
@@ -240,6 +253,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     catalog: catalogFrom(file, cleaned, configFile),
     plans: file.plans,
     tools: toolsFrom(file, cleaned, configFile),
+    retrieval: retrievalFrom(file, cleaned, configFile),
     files: {
       maxBytes: e.EUGPT_FILE_MAX_BYTES,
       orgStorageBytes: e.EUGPT_ORG_STORAGE_BYTES,

@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
+import { vector } from '@electric-sql/pglite-pgvector';
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
@@ -139,7 +140,8 @@ async function openPglite(dataDir: string): Promise<Database> {
   const release = inMemory ? () => undefined : acquireDataDirLock(dataDir);
   let client: PGlite;
   try {
-    client = await PGlite.create(inMemory ? undefined : dataDir);
+    // pgvector ships with the embedded database, for retrieval by embeddings (projects/vector.ts).
+    client = await PGlite.create(inMemory ? undefined : dataDir, { extensions: { vector } });
   } catch (err) {
     release();
     throw err;
