@@ -25,6 +25,10 @@ import { Cancels } from './responses/cancels.ts';
 import { purgeExpired } from './data/retention.ts';
 import { DatabaseBlobStore } from './files/blobs.ts';
 import { FileJobs } from './files/jobs.ts';
+import { createEmbedder } from './projects/embeddings.ts';
+import { ProjectIndexer } from './projects/indexer.ts';
+import { createRetriever, type Reranker } from './projects/retrieve.ts';
+import { hasVector } from './projects/vector.ts';
 
 export interface AppDeps {
   config: Config;
@@ -37,6 +41,8 @@ export interface AppDeps {
   now?: () => number;
   /** How often each instance looks for files to extract, and how long an upload waits for its text (tests shorten them). */
   files?: { pollMs?: number; readyWaitMs?: number };
+  /** Reorders retrieved passages (e.g. a cross-encoder); default: the fused order. */
+  rerank?: Reranker;
   /** A ready logger (the process's), or `false` for none (tests); default: one made from config. */
   logger?: FastifyBaseLogger | false;
 }
@@ -142,6 +148,23 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     onError: (err, fileId) => app.log.warn({ error: (err as Error).message, file_id: fileId }, 'text extraction failed'),
   });
   fileJobs.start();
+  // Retrieval: pgvector when the database has it (tried once here), the optional embeddings model, the indexing job.
+  const vectorInDb = await hasVector(database.db);
+  app.log.info({ pgvector: vectorInDb, embeddings: config.retrieval.embeddings?.model ?? null }, 'retrieval ready');
+  const embedder = config.retrieval.embeddings === undefined ? undefined : createEmbedder(config.retrieval.embeddings);
+  const indexer = new ProjectIndexer(database.db, {
+    chunking: { maxTokens: config.retrieval.chunk_tokens, overlapTokens: Math.min(config.retrieval.overlap_tokens, Math.floor(config.retrieval.chunk_tokens / 2)), maxChunks: 20_000 },
+    embedder,
+    pollMs: config.retrieval.poll_ms,
+    embedRetryMs: config.retrieval.embed_retry_ms,
+    onError: (err, fileId) => app.log.warn({ error: (err as Error).message, file_id: fileId }, 'indexing failed'),
+  });
+  indexer.start();
+  const retriever = createRetriever(database.db, {
+    embedder,
+    rerank: deps.rerank,
+    onEmbedError: (err) => app.log.warn({ error: (err as Error).message }, 'could not embed a query: full-text search only'),
+  });
   // At the end of the shutdown grace period, streams still running are ended (and stored) instead of cut.
   const shutdown = new AbortController();
   // Every request in flight listens to it: there are as many listeners as requests, which is no leak.
@@ -176,6 +199,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await providers.close();
     await toolbox.close();
     await fileJobs.close();
+    await indexer.close();
+    await embedder?.close();
   });
 
   await app.register(sensible);
@@ -192,6 +217,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     writer,
     recovery,
     toolbox,
+    projects: { retriever, config: config.retrieval },
+    onProjectFileAdded: () => indexer.kick(),
     cancels,
     cancelWaitMs: config.storeWaitMs + 2 * config.recovery.checkpointMs,
     files: {
@@ -209,6 +236,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     now,
     ...deps.responses,
   });
-  await app.register(adminRoutes, { prefix: '/admin/v1', db: database.db, adminToken: config.adminToken, keyAuth, now });
+  await app.register(adminRoutes, { prefix: '/admin/v1', db: database.db, adminToken: config.adminToken, keyAuth, now, onProjectFileAdded: () => indexer.kick() });
   return app;
 }

@@ -15,6 +15,8 @@ export interface AdminOptions {
   adminToken: string | undefined;
   keyAuth: KeyAuth;
   now: () => number;
+  /** A file was added to a project: its indexing can start now. */
+  onProjectFileAdded: () => void;
 }
 
 /** `/admin/v1`: tenancy and key management for operators and the `eugpt` CLI. */
@@ -27,7 +29,7 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, opts) =
   await app.register(planRoutes, { db: opts.db });
   await app.register(keyRoutes, { db: opts.db, keyAuth: opts.keyAuth });
   await app.register(projectRoutes, { db: opts.db });
-  await app.register(adminProjectFileRoutes, { db: opts.db });
+  await app.register(adminProjectFileRoutes, { db: opts.db, onAdded: opts.onProjectFileAdded });
   await app.register(dataRoutes, { db: opts.db, keyAuth: opts.keyAuth, now: opts.now });
   await app.register(auditRoutes, { db: opts.db });
 };

@@ -39,7 +39,7 @@ export function registerProjectFileCommands(program: Command): void {
     .argument('<file-id>', 'file id')
     .action(
       run(async (api, id, fileId) => {
-        const f = await api.request<Row>('POST', path(id!), { file_id: fileId });
+        const f = await api.request<Row>('POST', path(id), { file_id: fileId });
         return { data: f, human: record(flat(f)) };
       }),
     );
@@ -55,7 +55,7 @@ export function registerProjectFileCommands(program: Command): void {
         // Bounded: 100 pages of 1000 files.
         for (let page = 0; page < 100; page++) {
           const q = after === undefined ? '' : `&after=${encodeURIComponent(after)}`;
-          const l = await api.request<{ data: Row[]; has_more: boolean; last_id: string | null }>('GET', `${path(id!)}?limit=1000${q}`);
+          const l = await api.request<{ data: Row[]; has_more: boolean; last_id: string | null }>('GET', `${path(id)}?limit=1000${q}`);
           rows.push(...l.data);
           if (!l.has_more || l.last_id === null) break;
           after = l.last_id;
@@ -71,7 +71,7 @@ export function registerProjectFileCommands(program: Command): void {
     .argument('<file-id>', 'file id')
     .action(
       run(async (api, id, fileId) => {
-        const d = await api.request('DELETE', `${path(id!)}/${encodeURIComponent(fileId!)}`);
+        const d = await api.request('DELETE', `${path(id)}/${encodeURIComponent(fileId)}`);
         return { data: d, human: `file ${fileId} removed from project ${id}` };
       }),
     );

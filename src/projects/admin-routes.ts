@@ -10,7 +10,7 @@ import { listBody, projectFileDeleted, projectFileList, projectFilePage, project
 
 const security = [{ adminToken: [] }];
 
-export const adminProjectFileRoutes: FastifyPluginAsyncZod<{ db: Db }> = async (app, { db }) => {
+export const adminProjectFileRoutes: FastifyPluginAsyncZod<{ db: Db; onAdded: () => void }> = async (app, { db, onAdded }) => {
   app.post(
     '/projects/:id/files',
     {
@@ -23,7 +23,11 @@ export const adminProjectFileRoutes: FastifyPluginAsyncZod<{ db: Db }> = async (
         response: { 200: projectFileSchema, ...errorResponses(400, 401, 404) },
       },
     },
-    async (req) => addProjectFile(db, req.params.id, req.body.file_id, null),
+    async (req) => {
+      const added = await addProjectFile(db, req.params.id, req.body.file_id, null);
+      if (added.index.status === 'pending') onAdded();
+      return added;
+    },
   );
 
   app.get(

@@ -127,7 +127,7 @@ export async function retrieve(db: Db, opts: RetrieveOptions): Promise<Retrieved
   if (query === '' || opts.limit <= 0 || opts.budgetTokens <= 0) return [];
   const n = Math.max(50, opts.limit * 5);
   const rankings = [await fullText(db, opts.projectId, query, n)];
-  if (opts.queryVector != null) rankings.push(await bySimilarity(db, opts.projectId, opts.queryVector, n));
+  if (opts.queryVector !== undefined && opts.queryVector !== null) rankings.push(await bySimilarity(db, opts.projectId, opts.queryVector, n));
   const fused = fuse(rankings).slice(0, n);
   if (fused.length === 0) return [];
   const rows = rowsOf<{ id: string | number; file_id: string; filename: string; seq: number; page: number | null; heading: string | null; text: string; tokens: number }>(

@@ -20,7 +20,7 @@ import { listBody, projectFileDeleted, projectFileList, projectFilePage, project
 const security = [{ apiKey: [] }];
 const fileIdParam = storableString().min(1).max(128);
 
-export const projectFileRoutes: FastifyPluginAsyncZod<{ db: Db }> = async (app, { db }) => {
+export const projectFileRoutes: FastifyPluginAsyncZod<{ db: Db; onAdded: () => void }> = async (app, { db, onAdded }) => {
   const member = async (principal: ReturnType<typeof principalOf>, projectId: string) => {
     requireFeature(principal, 'projects', 'projects');
     await assertProjectMember(db, projectId, principal);
@@ -43,7 +43,9 @@ export const projectFileRoutes: FastifyPluginAsyncZod<{ db: Db }> = async (app, 
       await member(principal, req.params.id);
       requireFeature(principal, 'file_upload', 'file uploads');
       const file = await findOwnedFile(db, req.body.file_id, principal.userId);
-      return addProjectFile(db, req.params.id, file.id, principal.userId);
+      const added = await addProjectFile(db, req.params.id, file.id, principal.userId);
+      if (added.index.status === 'pending') onAdded();
+      return added;
     },
   );
 
