@@ -99,6 +99,11 @@ describe('audited admin actions', () => {
     const project = await step('POST', '/projects', { organization_id: org.id, name: 'Audit trail' }, 'project.create', 'project');
     await step('POST', `/projects/${project.id}/members`, { user_id: user.id }, 'project.member.add', 'project', project.id);
     await step('DELETE', `/projects/${project.id}/members/${user.id}`, undefined, 'project.member.remove', 'project', project.id);
+    const fileId = randomUUID();
+    await database.db.execute(sql`insert into files (id, user_id, organization_id, filename, purpose, bytes, sha256, storage, storage_key)
+      values (${fileId}, ${user.id}, ${org.id}, 'a.txt', 'user_data', 1, ${'0'.repeat(64)}, 'database', ${`files/${fileId}`})`);
+    await step('POST', `/projects/${project.id}/files`, { file_id: fileId }, 'project.file.add', 'project', project.id);
+    await step('DELETE', `/projects/${project.id}/files/${fileId}`, undefined, 'project.file.remove', 'project', project.id);
     await step('POST', `/users/${user.id}/export`, undefined, 'user.export', 'user', user.id);
     await step('POST', `/organizations/${org.id}/export`, undefined, 'organization.export', 'organization', org.id);
     await step('POST', `/users/${user.id}/erase`, { confirm: true }, 'user.erase', 'user', user.id);
