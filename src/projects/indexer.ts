@@ -87,7 +87,7 @@ export class ProjectIndexer {
       // Each claim counts an attempt or ends a backfill's turn, so the loop ends when nothing is claimable.
       for (;;) {
         const jobs: Promise<void>[] = [];
-        for (let job = await this.take(); job !== undefined; job = await this.take()) jobs.push(job);
+        for (let taken = await this.take(); taken !== undefined; taken = await this.take()) jobs.push(taken.job);
         if (jobs.length === 0) break;
         await Promise.allSettled(jobs);
       }
@@ -96,7 +96,8 @@ export class ProjectIndexer {
     }
   }
 
-  private async take(): Promise<Promise<void> | undefined> {
+  /** The job started, wrapped: an async function answering a bare promise would wait for it. */
+  private async take(): Promise<{ job: Promise<void> } | undefined> {
     if (this.busy >= this.concurrency || this.stop.signal.aborted) return undefined;
     this.busy++;
     const claimed = await this.claim().catch((err: unknown) => {
@@ -114,7 +115,7 @@ export class ProjectIndexer {
         this.running.delete(job);
       });
     this.running.add(job);
-    return job;
+    return { job };
   }
 
   /** The oldest file waiting (its text extracted or failed), or, with an embeddings model, a file indexed without vectors whose retry is due. */
