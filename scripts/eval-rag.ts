@@ -8,6 +8,8 @@
 //   EVAL_EMBEDDINGS_URL=https://host/v1 EVAL_EMBEDDINGS_MODEL=name [EVAL_EMBEDDINGS_KEY=…]
 // EVAL_DATABASE_URL=postgres://… runs it on PostgreSQL instead of the embedded database.
 import { readdirSync, readFileSync } from 'node:fs';
+import { sql } from 'drizzle-orm';
+import { rowsOf } from '../src/db/client.ts';
 import { DEFAULT_CHUNKING } from '../src/projects/chunk.ts';
 import { createEmbedder, type Embedder } from '../src/projects/embeddings.ts';
 import { ProjectIndexer } from '../src/projects/indexer.ts';
@@ -95,8 +97,8 @@ for (const q of questions.slice(0, 5)) await retrieve(db, { projectId: world.pro
 const fullText = await run(false);
 const hybrid = await run(true);
 
-const chunks = (await db.execute('select count(*)::int as n from file_chunks' as never)) as unknown as { rows: { n: number }[] };
-console.log(`corpus: ${docs.length} documents, ${chunks.rows[0]!.n} chunks, ${questions.length} questions (${questions.filter((q) => q.cross).length} cross-language)`);
+const [chunks] = rowsOf<{ n: number }>(await db.execute(sql`select count(*)::int as n from file_chunks`));
+console.log(`corpus: ${docs.length} documents, ${chunks!.n} chunks, ${questions.length} questions (${questions.filter((q) => q.cross).length} cross-language)`);
 console.log(`database: ${world.database.kind}${(await hasVector(db)) ? ' with pgvector' : ', vectors compared in the server'}; indexing took ${indexMs.toFixed(0)} ms`);
 console.log(`embeddings: ${stand === undefined ? `${embedder.model} at ${process.env.EVAL_EMBEDDINGS_URL}` : 'local hashed bag-of-words stand-in (not a model: hybrid figures show the pipeline works, not what a real model gives)'}`);
 const all = () => true;
