@@ -12,6 +12,9 @@ export class EmbeddingsError extends Error {
   override name = 'EmbeddingsError';
 }
 
+/** The connection was closed under the request: worth one more try. */
+class Reset extends EmbeddingsError {}
+
 export interface Embedder {
   model: string;
   embed(texts: string[], signal?: AbortSignal): Promise<number[][]>;
@@ -23,7 +26,8 @@ const MAX_ANSWER_BYTES = 256 * 1024 * 1024;
 
 export function createEmbedder(config: EmbeddingsConfig & { apiKey: string | undefined }): Embedder {
   const url = `${config.base_url.replace(/\/+$/, '')}/embeddings`;
-  const agent = new Agent({ connections: 4, headersTimeout: config.timeout_ms, bodyTimeout: config.timeout_ms });
+  // Idle connections are dropped before the usual 5 s keep-alive of servers, so a reused one is rarely closed under us.
+  const agent = new Agent({ connections: 4, headersTimeout: config.timeout_ms, bodyTimeout: config.timeout_ms, keepAliveTimeout: 4_000 });
 
   async function batch(input: string[], signal: AbortSignal | undefined): Promise<number[][]> {
     const timeout = AbortSignal.timeout(config.timeout_ms);
@@ -56,6 +60,8 @@ export function createEmbedder(config: EmbeddingsConfig & { apiKey: string | und
     } catch (err) {
       if (err instanceof EmbeddingsError) throw err;
       if (timeout.aborted) throw new EmbeddingsError(`the embeddings model did not answer within ${config.timeout_ms} ms`);
+      const code = (err as { code?: string }).code;
+      if (code === 'ECONNRESET' || code === 'UND_ERR_SOCKET') throw new Reset(`the embeddings model could not be reached (${code})`);
       throw new EmbeddingsError(`the embeddings model could not be reached (${(err as { code?: string }).code ?? (err as Error).name})`);
     }
     if (status < 200 || status >= 300) throw new EmbeddingsError(`the embeddings model answered HTTP ${status}`);
@@ -85,7 +91,11 @@ export function createEmbedder(config: EmbeddingsConfig & { apiKey: string | und
     model: config.model,
     async embed(texts, signal) {
       const out: number[][] = [];
-      for (let i = 0; i < texts.length; i += config.batch_size) out.push(...(await batch(texts.slice(i, i + config.batch_size), signal)));
+      for (let i = 0; i < texts.length; i += config.batch_size) {
+        const input = texts.slice(i, i + config.batch_size);
+        // A kept-alive connection the server closed meanwhile fails at once: one more try on a new one.
+        out.push(...(await batch(input, signal).catch((err: unknown) => (err instanceof Reset ? batch(input, signal) : Promise.reject(err as Error)))));
+      }
       return out;
     },
     close: () => agent.close(),
