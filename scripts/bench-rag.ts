@@ -44,7 +44,7 @@ let t = performance.now();
 await fullText.sweep();
 const indexSeconds = (performance.now() - t) / 1000;
 await fullText.close();
-const [{ n: chunks } = { n: 0 }] = rowsOf<{ n: number }>(await db.execute(sql`select count(*)::int as n from file_chunks`));
+const [{ n: chunks } = { n: 0 }] = rowsOf<{ n: number }>(await db.execute(sql`select count(*)::int as n from file_chunks c join project_files pf on pf.file_id = c.file_id where pf.project_id = ${world.projectId}`));
 
 // The vectors, filled in afterwards as for files indexed while the model was down.
 const stand = await startFakeEmbeddings();

@@ -97,7 +97,7 @@ for (const q of questions.slice(0, 5)) await retrieve(db, { projectId: world.pro
 const fullText = await run(false);
 const hybrid = await run(true);
 
-const [chunks] = rowsOf<{ n: number }>(await db.execute(sql`select count(*)::int as n from file_chunks`));
+const [chunks] = rowsOf<{ n: number }>(await db.execute(sql`select count(*)::int as n from file_chunks c join project_files pf on pf.file_id = c.file_id where pf.project_id = ${world.projectId}`));
 console.log(`corpus: ${docs.length} documents, ${chunks!.n} chunks, ${questions.length} questions (${questions.filter((q) => q.cross).length} cross-language)`);
 console.log(`database: ${world.database.kind}${(await hasVector(db)) ? ' with pgvector' : ', vectors compared in the server'}; indexing took ${indexMs.toFixed(0)} ms`);
 console.log(`embeddings: ${stand === undefined ? `${embedder.model} at ${process.env.EVAL_EMBEDDINGS_URL}` : 'local hashed bag-of-words stand-in (not a model: hybrid figures show the pipeline works, not what a real model gives)'}`);
