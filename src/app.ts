@@ -36,6 +36,10 @@ import { metricsRoute, startMetricsServer, type MetricsServer } from './observab
 import { observeRequests } from './observability/http.ts';
 import { addGaugeSource } from './observability/metrics.ts';
 import { tracingOn } from './observability/tracing.ts';
+import { createEmbedder } from './projects/embeddings.ts';
+import { ProjectIndexer } from './projects/indexer.ts';
+import { createRetriever, type Reranker } from './projects/retrieve.ts';
+import { hasVector } from './projects/vector.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -59,6 +63,8 @@ export interface AppDeps {
   now?: () => number;
   /** How often each instance looks for files to extract, and how long an upload waits for its text (tests shorten them). */
   files?: { pollMs?: number; readyWaitMs?: number; probeMs?: number; orphanMaxAgeMs?: number };
+  /** Reorders retrieved passages (e.g. a cross-encoder); default: the fused order. */
+  rerank?: Reranker;
   /** A ready logger (the process's), or `false` for none (tests); default: one made from config. */
   logger?: FastifyBaseLogger | false;
 }
@@ -202,6 +208,23 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     onError: (err, fileId) => app.log.warn({ error: (err as Error).message, file_id: fileId }, 'text extraction failed'),
   });
   fileJobs.start();
+  // Retrieval: pgvector when the database has it (tried once here), the optional embeddings model, the indexing job.
+  const vectorInDb = await hasVector(database.db);
+  app.log.info({ pgvector: vectorInDb, embeddings: config.retrieval.embeddings?.model ?? null }, 'retrieval ready');
+  const embedder = config.retrieval.embeddings === undefined ? undefined : createEmbedder(config.retrieval.embeddings);
+  const indexer = new ProjectIndexer(database.db, {
+    chunking: { maxTokens: config.retrieval.chunk_tokens, overlapTokens: Math.min(config.retrieval.overlap_tokens, Math.floor(config.retrieval.chunk_tokens / 2)), maxChunks: 20_000 },
+    embedder,
+    pollMs: config.retrieval.poll_ms,
+    embedRetryMs: config.retrieval.embed_retry_ms,
+    onError: (err, fileId) => app.log.warn({ error: (err as Error).message, file_id: fileId }, 'indexing failed'),
+  });
+  indexer.start();
+  const retriever = createRetriever(database.db, {
+    embedder,
+    rerank: deps.rerank,
+    onEmbedError: (err) => app.log.warn({ error: (err as Error).message }, 'could not embed a query: full-text search only'),
+  });
   // At the end of the shutdown grace period, streams still running are ended (and stored) instead of cut.
   const shutdown = new AbortController();
   // Every request in flight listens to it: there are as many listeners as requests, which is no leak.
@@ -247,6 +270,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await metricsServer.close();
     await blobProbe?.stop();
     s3?.close();
+    await indexer.close();
+    await embedder?.close();
   });
 
   const uploads = {
@@ -275,6 +300,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     writer,
     recovery,
     toolbox,
+    projects: { retriever, config: config.retrieval },
+    onProjectFileAdded: () => indexer.kick(),
     cancels,
     summaries,
     cancelWaitMs: config.storeWaitMs + 2 * config.recovery.checkpointMs,
@@ -286,7 +313,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     now,
     keepAliveMs: deps.responses?.keepAliveMs ?? config.sseKeepAliveMs,
   });
-  await app.register(adminRoutes, { prefix: '/admin/v1', db: database.db, adminToken: config.adminToken, keyAuth, now, files: uploads });
+  await app.register(adminRoutes, {
+    prefix: '/admin/v1',
+    db: database.db,
+    adminToken: config.adminToken,
+    keyAuth,
+    now,
+    files: uploads,
+    onProjectFileAdded: () => indexer.kick(),
+  });
   return app;
 }
 

@@ -12,6 +12,7 @@ import { imagesSchema, type ImagesConfig } from './images/config.ts';
 import { toolsSchema, type ToolsConfig } from './tools/config.ts';
 import type { SummarySettings } from './conversations/summary.ts';
 import { observabilityEnv, observabilityFrom, type ObservabilityConfig } from './observability/config.ts';
+import { retrievalSchema, type ResolvedRetrievalConfig } from './projects/config.ts';
 
 /**
  * The one place that reads process.env: one config object, parsed once at start.
@@ -126,13 +127,14 @@ const conversationsSchema = z
   })
   .prefault({});
 
-/** The optional config file: providers, models, router settings, plans, tools, conversations, images. */
+/** The optional config file: providers, models, router settings, plans, tools, conversations, images, retrieval. */
 const fileSchema = z.strictObject({
   ...catalogSchema,
   plans: z.array(planConfigSchema).default([]),
   tools: toolsSchema,
   conversations: conversationsSchema,
   images: imagesSchema,
+  retrieval: retrievalSchema,
 });
 
 type FileConfig = z.infer<typeof fileSchema>;
@@ -185,6 +187,8 @@ export interface Config {
   observability: ObservabilityConfig;
   /** How often each provider's model list is asked for (0: at start only), and how long a probe may take. */
   probes: { intervalMs: number; timeoutMs: number };
+  /** Project corpora: chunking, the optional embeddings model (its key read from the environment), prompt budget. */
+  retrieval: ResolvedRetrievalConfig;
 }
 
 export interface FilesConfig {
@@ -291,6 +295,16 @@ function blobStoreFrom(e: z.infer<typeof envSchema>): FilesConfig['blobStore'] {
   };
 }
 
+function retrievalFrom(file: FileConfig, env: Record<string, string>, path: string | undefined): ResolvedRetrievalConfig {
+  const e = file.retrieval.embeddings;
+  if (e === undefined) return { ...file.retrieval, embeddings: undefined };
+  const apiKey = e.api_key_env === undefined ? undefined : env[e.api_key_env];
+  if (e.api_key_env !== undefined && apiKey === undefined) {
+    throw new ConfigError(`EUGPT_CONFIG (${path}) retrieval.embeddings: environment variable ${e.api_key_env} (api_key_env) is not set`);
+  }
+  return { ...file.retrieval, embeddings: { ...e, apiKey } };
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // Empty strings count as unset, as a shell `FOO= npm start` or an empty compose entry means.
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== '')) as Record<string, string>;
@@ -336,6 +350,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tools: toolsFrom(file, cleaned, configFile),
     summaries: summariesFrom(file, configFile),
     images: file.images,
+    retrieval: retrievalFrom(file, cleaned, configFile),
     files: {
       maxBytes: e.EUGPT_FILE_MAX_BYTES,
       orgStorageBytes: e.EUGPT_ORG_STORAGE_BYTES,

@@ -116,6 +116,11 @@ describe('audited admin actions', () => {
     const fileId = up.json<{ id: string }>().id;
     seen.push({ action: 'file.upload', targetType: 'file', targetId: fileId, requestId: String(up.headers['x-request-id']) });
     await step('DELETE', `/users/${user.id}/files/${fileId}`, undefined, 'file.delete', 'file', fileId);
+    const projectFileId = randomUUID();
+    await database.db.execute(sql`insert into files (id, user_id, organization_id, filename, purpose, bytes, sha256, storage, storage_key)
+      values (${projectFileId}, ${user.id}, ${org.id}, 'a.txt', 'user_data', 1, ${'0'.repeat(64)}, 'database', ${`files/${projectFileId}`})`);
+    await step('POST', `/projects/${project.id}/files`, { file_id: projectFileId }, 'project.file.add', 'project', project.id);
+    await step('DELETE', `/projects/${project.id}/files/${projectFileId}`, undefined, 'project.file.remove', 'project', project.id);
     await step('POST', `/users/${user.id}/export`, undefined, 'user.export', 'user', user.id);
     await step('POST', `/organizations/${org.id}/export`, undefined, 'organization.export', 'organization', org.id);
     await step('POST', `/users/${user.id}/erase`, { confirm: true }, 'user.erase', 'user', user.id);

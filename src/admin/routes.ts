@@ -10,6 +10,7 @@ import { keyRoutes } from './key-routes.ts';
 import { organizationRoutes } from './organization-routes.ts';
 import { planRoutes } from './plan-routes.ts';
 import { projectRoutes } from './project-routes.ts';
+import { adminProjectFileRoutes } from '../projects/admin-routes.ts';
 
 export interface AdminOptions {
   db: Db;
@@ -18,6 +19,8 @@ export interface AdminOptions {
   now: () => number;
   /** What uploads need: the blob stores, limits and extraction (as for /v1/files). */
   files: UploadOptions;
+  /** A file was added to a project: its indexing can start now. */
+  onProjectFileAdded: () => void;
 }
 
 /** `/admin/v1`: tenancy and key management for operators and the `eugpt` CLI. */
@@ -30,6 +33,7 @@ export const adminRoutes: FastifyPluginAsync<AdminOptions> = async (app, opts) =
   await app.register(planRoutes, { db: opts.db });
   await app.register(keyRoutes, { db: opts.db, keyAuth: opts.keyAuth });
   await app.register(projectRoutes, { db: opts.db });
+  await app.register(adminProjectFileRoutes, { db: opts.db, onAdded: opts.onProjectFileAdded });
   await app.register(dataRoutes, { db: opts.db, keyAuth: opts.keyAuth, now: opts.now, blobs: opts.files.blobs });
   await app.register(adminFileRoutes, opts.files);
   await app.register(auditRoutes, { db: opts.db });

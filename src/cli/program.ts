@@ -5,6 +5,7 @@ import { CliError } from './client.ts';
 import { createContext, type CliIo } from './context.ts';
 import { EXIT } from './exit-codes.ts';
 import { registerFileCommands } from './file-commands.ts';
+import { registerProjectFileCommands } from './project-file-commands.ts';
 import { registerServerCommands } from './server-commands.ts';
 
 /**
@@ -35,6 +36,8 @@ export function buildProgram(io: CliIo): Command {
   registerServerCommands(program, ctx);
   registerAdminCommands(program, ctx);
   registerFileCommands(program, ctx);
+  // After the admin commands: these join their `project` command.
+  registerProjectFileCommands(program, ctx);
   return program;
 }
 

@@ -136,8 +136,9 @@ function openPostgres(url: string, max: number, timeouts: DbTimeouts, applicatio
 
 async function openPglite(dataDir: string): Promise<Database> {
   // Loaded only here: a server on PostgreSQL never loads the embedded database.
-  const [{ PGlite }, { drizzle: drizzlePglite }, { migrate: migratePglite }] = await Promise.all([
+  const [{ PGlite }, { vector }, { drizzle: drizzlePglite }, { migrate: migratePglite }] = await Promise.all([
     import('@electric-sql/pglite'),
+    import('@electric-sql/pglite-pgvector'),
     import('drizzle-orm/pglite'),
     import('drizzle-orm/pglite/migrator'),
   ]);
@@ -146,7 +147,8 @@ async function openPglite(dataDir: string): Promise<Database> {
   const release = inMemory ? () => undefined : acquireDataDirLock(dataDir);
   let client: PGlite;
   try {
-    client = await PGlite.create(inMemory ? undefined : dataDir);
+    // pgvector ships with the embedded database, for retrieval by embeddings (projects/vector.ts).
+    client = await PGlite.create(inMemory ? undefined : dataDir, { extensions: { vector } });
   } catch (err) {
     release();
     throw err;

@@ -1,3 +1,4 @@
+import type { ProjectSources } from '../projects/sources.ts';
 import type { UpstreamUsage } from '../providers/types.ts';
 import type { ResponseEvent } from './events.ts';
 import type { CreateRequest } from './request.ts';
@@ -52,6 +53,8 @@ export class ResponseBuilder {
   readonly stepOf = new Map<string, number>();
   /** Prompt tokens of the model call under way (0 between calls), for recovery after a crash. */
   inFlightPromptTokens = 0;
+  /** A response with a `project_id`: the passages it was given, listed in `sources`. */
+  projectSources: ProjectSources | undefined;
 
   constructor(
     readonly id: string,
@@ -162,6 +165,7 @@ export class ResponseBuilder {
       temperature: this.echo.temperature,
       top_p: this.echo.topP,
       max_output_tokens: this.echo.maxOutputTokens,
+      ...(this.projectSources === undefined ? {} : { sources: this.projectSources.list() }),
     };
   }
 }

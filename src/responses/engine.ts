@@ -7,6 +7,7 @@ import { describe, type ModelCall } from './attempts.ts';
 import type { ResponseBuilder } from './builder.ts';
 import { citationsOf, fileCitationsOf } from './citations.ts';
 import type { FileTexts } from '../files/prompt.ts';
+import type { ProjectSources } from '../projects/sources.ts';
 import type { ResponseEvent } from './events.ts';
 import { callId, emptyPart, functionCallId, messageId, type Annotation, type FunctionCallItem, type MessageItem } from './object.ts';
 import { hasTools, type ResponseTools } from './toolset.ts';
@@ -20,6 +21,8 @@ export interface EngineRun {
   builder: ResponseBuilder;
   /** The text of the input's files, for file_citation annotations. */
   files?: FileTexts | undefined;
+  /** The project passages the response was given, for file_citation annotations. */
+  sources?: ProjectSources | undefined;
   /** The first model call, already past its first event (the commit point of the response). */
   first: ModelCall;
   next: NextCall;
@@ -120,7 +123,7 @@ export async function* runResponse(run: EngineRun): AsyncGenerator<ResponseEvent
         const { item, index } = message;
         const part = item.content[0]!;
         const at = { item_id: item.id, output_index: index, content_index: 0 };
-        const annotations: Annotation[] = [...citationsOf(part.text, sources), ...fileCitationsOf(part.text, run.files ?? NO_FILES)];
+        const annotations: Annotation[] = [...citationsOf(part.text, sources), ...fileCitationsOf(part.text, run.files ?? NO_FILES), ...(run.sources?.citations(part.text) ?? [])];
         for (const [i, annotation] of annotations.entries()) {
           yield emit({ type: 'response.output_text.annotation.added', sequence_number: seq++, ...at, annotation_index: i, annotation });
         }

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { SourceView } from '../projects/sources.ts';
 
 /** The response object and its parts, exactly as the API returns them (README, "API"; tool items in docs/tools.md). */
 
@@ -99,6 +100,8 @@ export interface ResponseObject {
   temperature: number | null;
   top_p: number | null;
   max_output_tokens: number | null;
+  /** With a `project_id` only: the passages of the project's documents the model was given (docs/retrieval.md). */
+  sources?: SourceView[];
 }
 
 export const emptyPart = (): OutputText => ({ type: 'output_text', text: '', annotations: [], logprobs: [] });

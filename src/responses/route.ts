@@ -21,8 +21,9 @@ import { requireFeature } from '../limits/policy.ts';
 import { estimateTokens, extendReservation, limitedWindows, rateHeaders, snapshotHeaders } from '../limits/quota.ts';
 import { checkRequestRate } from '../limits/rate.ts';
 import { windowsAt, type Window } from '../limits/windows.ts';
-import type { Toolbox } from '../tools/registry.ts';
+import type { BuiltinTool, Toolbox } from '../tools/registry.ts';
 import type { ImageSources } from '../images/load.ts';
+import { addProjectPassages, fileSearchBuiltin, passageBudget, ProjectSources, type ProjectsRuntime } from '../projects/prompt.ts';
 import { openCall, type CallBuilder, type CallOutcome } from './attempts.ts';
 import { echoOf, ResponseBuilder } from './builder.ts';
 import { collect } from './collect.ts';
@@ -52,6 +53,8 @@ export interface ResponseRouteOptions {
   writer: ResponseWriter;
   recovery: Recovery;
   toolbox: Toolbox;
+  /** Retrieval over a project's documents, for requests with a project_id. */
+  projects: ProjectsRuntime;
   /** Responses running here, for POST /v1/responses/{id}/cancel. */
   cancels: Cancels;
   /** Catches a conversation's summary up when its history overflowed a model's window. */
@@ -184,7 +187,11 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     const request = parseCreateRequest(body, streamsByDefault(req.headers, opts.streamDefault));
     await checkRequestRate(db, principal, now);
     if (request.projectId !== null) requireFeature(principal, 'projects', 'projects');
-    let tools = toolsFor(request.toolSet, principal, toolbox);
+    // A request with a project searches its documents: passages in the prompt, and file_search for the model.
+    const sources = request.projectId === null ? undefined : new ProjectSources();
+    const budget = passageBudget(opts.projects.config, catalog.models.filter((m) => m.enabled));
+    const extra: BuiltinTool[] = sources === undefined ? [] : [fileSearchBuiltin(opts.projects, request.projectId!, sources, budget)];
+    let tools = toolsFor(request.toolSet, principal, toolbox, extra);
     if (!hasEnabledModel(catalog)) throw noModel();
     const prepared = await prepareContext(db, principal, request, opts.images);
     const residency = principal.policy.residency;
@@ -194,6 +201,10 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     // The default catalogue is offered only where the chosen model can call tools.
     if (!request.toolSet.asked && !decision.model.capabilities.includes('tools')) tools = noTools(tools);
     req.log.info({ model: decision.model.id, category: decision.category, reason: decision.reason }, 'routed');
+    if (sources !== undefined) {
+      const searchable = tools.builtins.some((b) => b.tool.name === 'file_search');
+      await addProjectPassages(opts.projects, prepared, request.projectId!, sources, passageBudget(opts.projects.config, [decision.model, ...decision.fallbacks]), searchable);
+    }
 
     const identity = { id: randomUUID(), createdAt: now };
     const limited = limitedWindows(principal, windows);
@@ -204,6 +215,7 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
         : // A tool loop holds its reservation across its steps.
           { id: randomUUID(), estimate, windows, limited, expiresAt: new Date(now + reservationTtl(catalog) * (hasTools(tools) ? toolbox.maxSteps : 1)), now };
     const builder = new ResponseBuilder(identity.id, identity.createdAt, decision.model.id, prepared.conversationId, echoOf(request));
+    builder.projectSources = sources;
     const start = startRecord({
       responseId: identity.id,
       instanceId: recovery.instanceId,
@@ -406,6 +418,7 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     lastModel = first.call.model;
     const events = runResponse({
       files: prepared.files,
+      sources: builder.projectSources,
       builder,
       first: first.call,
       next,

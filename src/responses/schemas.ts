@@ -78,5 +78,18 @@ export const responseObjectSchema = z
     temperature: z.number().nullable(),
     top_p: z.number().nullable(),
     max_output_tokens: z.number().int().nullable(),
+    sources: z
+      .array(
+        z.object({
+          type: z.literal('file_passage'),
+          index: z.number().int().describe('The number the model cites it by, [n]'),
+          file_id: z.uuid(),
+          filename: z.string(),
+          page: z.number().int().nullable(),
+          heading: z.string().nullable(),
+        }),
+      )
+      .optional()
+      .describe("Only with project_id: the passages of the project's documents the model was given, in the prompt or by file_search"),
   })
   .meta({ id: 'Response' });

@@ -31,11 +31,12 @@ export function specsOf(t: ResponseTools): ToolSpec[] {
 }
 
 /**
- * Decides the tools of a request. Tools the client asked for by name must be
+ * Decides the tools of a request; `extra` are built-ins made for this request
+ * alone (file_search over its project). Tools the client asked for by name must be
  * available (403 when the plan leaves them out, 400 when this server has them
  * switched off); the default catalogue quietly shrinks to what is allowed.
  */
-export function toolsFor(request: ToolsRequest, principal: Principal, toolbox: Toolbox): ResponseTools {
+export function toolsFor(request: ToolsRequest, principal: Principal, toolbox: Toolbox, extra: BuiltinTool[] = []): ResponseTools {
   const features = principal.policy.features;
   if (request.asked && !features.tools) throw forbidden('plan_feature_disabled', `the ${principal.policy.plan} plan does not include tools`);
   const none: ResponseTools = { builtins: [], functions: [], firstChoice: undefined, parallel: request.parallel };
@@ -43,10 +44,13 @@ export function toolsFor(request: ToolsRequest, principal: Principal, toolbox: T
 
   let builtins: BuiltinTool[];
   if (request.builtins === null) {
-    builtins = toolbox.enabled().filter((b) => !b.paid || features.advanced_web_search);
+    builtins = [...toolbox.enabled().filter((b) => !b.paid || features.advanced_web_search), ...extra];
   } else {
     builtins = request.builtins.map((name) => {
-      const builtin = toolbox.get(name);
+      const builtin = extra.find((b) => b.tool.name === name) ?? toolbox.get(name);
+      if (builtin === undefined && name === 'file_search') {
+        throw badRequest('file_search_needs_project', "file_search searches a project's documents: send project_id with it", 'tools');
+      }
       if (builtin === undefined) throw badRequest('unsupported_tool', `the ${name} tool is switched off on this server`, 'tools');
       if (builtin.paid && !features.advanced_web_search) {
         throw forbidden('plan_feature_disabled', `the ${principal.policy.plan} plan does not include advanced web search`);

@@ -7,7 +7,7 @@ import type { z } from 'zod';
  */
 
 /** The names of the built-in tools; they appear in `function_call` items that clients read. */
-export const TOOL_NAMES = ['web_search', 'web_fetch', 'calculator', 'current_datetime'] as const;
+export const TOOL_NAMES = ['web_search', 'web_fetch', 'calculator', 'current_datetime', 'file_search'] as const;
 export type ToolName = (typeof TOOL_NAMES)[number];
 
 export interface ToolRunContext {

@@ -7,6 +7,7 @@ import type { KeyAuth } from '../auth/key-auth.ts';
 import { conversationRoutes } from '../conversations/routes.ts';
 import { fileRoutes, type FileRouteOptions } from '../files/routes.ts';
 import { errorResponses } from '../http/schemas.ts';
+import { projectFileRoutes } from '../projects/routes.ts';
 import { responseItemRoutes } from '../responses/item-routes.ts';
 import { responseRoutes, type ResponseRouteOptions } from '../responses/route.ts';
 
@@ -23,7 +24,7 @@ const model = z.object({
 const STARTED = Math.floor(Date.now() / 1000);
 
 /** The public API. Every route here requires an API key. */
-export const v1Routes: FastifyPluginAsyncZod<{ keyAuth: KeyAuth; cancelWaitMs: number; files: FileRouteOptions } & ResponseRouteOptions> = async (app, opts) => {
+export const v1Routes: FastifyPluginAsyncZod<{ keyAuth: KeyAuth; cancelWaitMs: number; files: FileRouteOptions; onProjectFileAdded: () => void } & ResponseRouteOptions> = async (app, opts) => {
   requireApiKey(app, opts.keyAuth);
   // Suspension, API-access policy and trial end refuse every /v1 request.
   app.addHook('onRequest', async (req) => assertPolicy(principalOf(req), opts.now()));
@@ -48,10 +49,11 @@ export const v1Routes: FastifyPluginAsyncZod<{ keyAuth: KeyAuth; cancelWaitMs: n
     }),
   );
 
-  const { db, catalog, providers, health, writer, recovery, toolbox, cancels, summaries, images, shutdown, storeWaitMs, streamDefault, now, keepAliveMs } = opts;
-  await app.register(responseRoutes, { db, catalog, providers, health, writer, recovery, toolbox, cancels, summaries, images, shutdown, storeWaitMs, streamDefault, now, keepAliveMs });
+  const { db, catalog, providers, health, writer, recovery, toolbox, projects, cancels, summaries, images, shutdown, storeWaitMs, streamDefault, now, keepAliveMs } = opts;
+  await app.register(responseRoutes, { db, catalog, providers, health, writer, recovery, toolbox, projects, cancels, summaries, images, shutdown, storeWaitMs, streamDefault, now, keepAliveMs });
   await app.register(responseItemRoutes, { db, cancels, cancelWaitMs: opts.cancelWaitMs });
   await app.register(conversationRoutes, { db });
   await app.register(usageRoutes, { db: opts.db, now: opts.now });
   await app.register(fileRoutes, opts.files);
+  await app.register(projectFileRoutes, { db, onAdded: opts.onProjectFileAdded });
 };
