@@ -5,20 +5,13 @@ import { notFound } from '../http/api-error.ts';
 import { isUuid } from '../http/ids.ts';
 import { fileIdsOf, filesForHistory, renderFile, type FileTexts } from '../files/prompt.ts';
 import { imageKey, type ImageSet } from '../images/load.ts';
-import type { ChatMessage, ImageDetail, UserPart } from '../providers/types.ts';
+import type { ChatMessage, UserPart } from '../providers/types.ts';
+import type { ImagePart } from '../responses/input-items.ts';
 
 export type Conversation = typeof conversations.$inferSelect;
 
 /** An image as stored: by file id, by http(s) URL, or (for a data URL, whose bytes are not kept) by type, size and digest. */
-export interface StoredImage {
-  type: 'input_image';
-  detail: ImageDetail;
-  file_id?: string | undefined;
-  image_url?: string | undefined;
-  media_type?: string | undefined;
-  bytes?: number | undefined;
-  sha256?: string | undefined;
-}
+export type StoredImage = Omit<ImagePart, 'param'>;
 
 /** Parts as stored in `conversation_items.content` of a message item: text, or a file or an image by reference. */
 export type StoredContent = ({ type: string; text: string } | { type: 'input_file'; file_id: string; filename?: string | undefined } | StoredImage)[];

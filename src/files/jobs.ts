@@ -1,5 +1,6 @@
 import { and, eq, sql } from 'drizzle-orm';
 import { rowsOf, type Db } from '../db/client.ts';
+import { JobPool } from '../db/job-pool.ts';
 import { files } from '../db/schema.ts';
 import { readAll, type BlobStores } from './blobs.ts';
 import { Unusable } from './extract-errors.ts';
@@ -40,35 +41,19 @@ interface Claimed {
 /** Text columns cannot hold NUL; a document's text has no use for it. */
 const storable = (s: string) => s.replaceAll('\u0000', '');
 
-export class FileJobs {
+export class FileJobs extends JobPool<Claimed> {
   private readonly limits: ExtractLimits;
-  private readonly concurrency: number;
   private readonly lockMs: number;
-  private readonly running = new Set<Promise<void>>();
-  private busy = 0;
-  private readonly stop = new AbortController();
-  private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly db: Db,
     private readonly blobs: BlobStores,
     private readonly opts: FileJobOptions,
   ) {
+    super(opts.concurrency ?? 2, opts.pollMs ?? 10_000, (err, id) => opts.onError?.(err, id));
     this.limits = opts.limits ?? DEFAULT_LIMITS;
-    this.concurrency = opts.concurrency ?? 2;
     // Long enough for the extraction and reading the blob; a live instance finishes (or releases) well before.
     this.lockMs = opts.timeoutMs + 60_000;
-  }
-
-  start(): void {
-    this.timer = setInterval(() => void this.sweep(), this.opts.pollMs ?? 10_000);
-    this.timer.unref();
-  }
-
-  async close(): Promise<void> {
-    clearInterval(this.timer);
-    this.stop.abort();
-    await Promise.allSettled([...this.running]);
   }
 
   /**
@@ -90,39 +75,18 @@ export class FileJobs {
         update files set status = 'error', locked_until = null,
           status_details = coalesce(status_details, 'text extraction failed ' || attempts || ' times')
         where status = 'uploaded' and attempts >= ${MAX_ATTEMPTS} and (locked_until is null or locked_until < now())`);
-      while ((await this.take(undefined)) !== undefined);
+      while ((await this.take()) !== undefined);
     } catch (err) {
-      this.opts.onError?.(err, '');
+      this.onError(err, '');
     }
   }
 
-  /**
-   * Claims one file (the given one, or the oldest waiting) when this instance
-   * has room, and starts its extraction; answers the running job (wrapped,
-   * since awaiting a promise of a promise would wait for the job), or
-   * undefined when there was no room or no file.
-   */
-  private async take(id: string | undefined): Promise<{ job: Promise<void> } | undefined> {
-    if (this.busy >= this.concurrency || this.stop.signal.aborted) return undefined;
-    // Counted before the claim's await, so that concurrent calls cannot overshoot the concurrency.
-    this.busy++;
-    const claimed = await this.claim(id).catch((err: unknown) => {
-      this.opts.onError?.(err, id ?? '');
-      return undefined;
-    });
-    if (claimed === undefined) {
-      this.busy--;
-      return undefined;
-    }
-    const job: Promise<void> = this.process(claimed).finally(() => {
-      this.busy--;
-      this.running.delete(job);
-    });
-    this.running.add(job);
-    return { job };
+  protected idOf(job: Claimed): string {
+    return job.id;
   }
 
-  private async claim(id: string | undefined): Promise<Claimed | undefined> {
+  /** The given file, or the oldest waiting. */
+  protected async claim(id: string | undefined): Promise<Claimed | undefined> {
     const which = id === undefined ? sql`` : sql`and id = ${id}`;
     const result = await this.db.execute(sql`
       update files set attempts = attempts + 1, locked_until = now() + ${`${this.lockMs} milliseconds`}::interval
@@ -135,14 +99,14 @@ export class FileJobs {
     return rowsOf<Claimed>(result)[0];
   }
 
-  private async process(job: Claimed): Promise<void> {
+  protected async process(job: Claimed): Promise<void> {
     let result: RunResult;
     try {
       const bytes = await readAll(this.blobs.of(job.storage).get(job.storage_key));
       result = await runExtraction(bytes, { timeoutMs: this.opts.timeoutMs, memoryMb: this.opts.memoryMb, limits: this.limits, signal: this.stop.signal });
     } catch (err) {
       if (err instanceof Unusable) return this.settle(job.id, { status: 'error', statusDetails: err.message });
-      this.opts.onError?.(err, job.id);
+      this.onError(err, job.id);
       if (this.stop.signal.aborted) return this.release(job.id, undefined);
       // Left `uploaded` with its lock expired: the next sweep (here or elsewhere) tries again, or gives up after the last attempt.
       return this.release(job.id, job.attempts >= MAX_ATTEMPTS ? `text extraction failed ${job.attempts} times; the last time: ${(err as Error).message}` : undefined);
@@ -155,7 +119,7 @@ export class FileJobs {
       .update(files)
       .set({ ...values, lockedUntil: null, processedAt: new Date() })
       .where(and(eq(files.id, id), eq(files.status, 'uploaded')))
-      .catch((err: unknown) => this.opts.onError?.(err, id));
+      .catch((err: unknown) => this.onError(err, id));
   }
 
   private async release(id: string, finalError: string | undefined): Promise<void> {
@@ -164,6 +128,6 @@ export class FileJobs {
       .update(files)
       .set({ lockedUntil: null })
       .where(and(eq(files.id, id), eq(files.status, 'uploaded')))
-      .catch((err: unknown) => this.opts.onError?.(err, id));
+      .catch((err: unknown) => this.onError(err, id));
   }
 }

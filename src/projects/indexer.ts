@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { rowsOf, type Db } from '../db/client.ts';
+import { JobPool } from '../db/job-pool.ts';
 import { chunkText, type Chunk, type ChunkOptions } from './chunk.ts';
 import { EmbeddingsError, type Embedder } from './embeddings.ts';
 import { detectLanguage, textSearchConfigs } from './language.ts';
@@ -45,31 +46,15 @@ interface Claimed {
 /** A vector as PostgreSQL's array literal, for a `real[]` column. */
 export const arrayLiteral = (v: number[]) => `{${v.join(',')}}`;
 
-export class ProjectIndexer {
-  private readonly concurrency: number;
+export class ProjectIndexer extends JobPool<Claimed> {
   private readonly leaseMs: number;
-  private readonly running = new Set<Promise<void>>();
-  private busy = 0;
-  private readonly stop = new AbortController();
-  private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly db: Db,
     private readonly opts: IndexerOptions,
   ) {
-    this.concurrency = opts.concurrency ?? 1;
+    super(opts.concurrency ?? 1, opts.pollMs, (err, id) => opts.onError?.(err, id));
     this.leaseMs = opts.leaseMs ?? 10 * 60_000;
-  }
-
-  start(): void {
-    this.timer = setInterval(() => void this.sweep(), this.opts.pollMs);
-    this.timer.unref();
-  }
-
-  async close(): Promise<void> {
-    clearInterval(this.timer);
-    this.stop.abort();
-    await Promise.allSettled([...this.running]);
   }
 
   /** A file was just added to a project: indexes it now rather than at the next sweep (in the background). */
@@ -92,34 +77,16 @@ export class ProjectIndexer {
         await Promise.allSettled(jobs);
       }
     } catch (err) {
-      this.opts.onError?.(err, '');
+      this.onError(err, '');
     }
   }
 
-  /** The job started, wrapped: an async function answering a bare promise would wait for it. */
-  private async take(): Promise<{ job: Promise<void> } | undefined> {
-    if (this.busy >= this.concurrency || this.stop.signal.aborted) return undefined;
-    this.busy++;
-    const claimed = await this.claim().catch((err: unknown) => {
-      this.opts.onError?.(err, '');
-      return undefined;
-    });
-    if (claimed === undefined) {
-      this.busy--;
-      return undefined;
-    }
-    const job: Promise<void> = this.process(claimed)
-      .catch((err: unknown) => this.opts.onError?.(err, claimed.file_id))
-      .finally(() => {
-        this.busy--;
-        this.running.delete(job);
-      });
-    this.running.add(job);
-    return { job };
+  protected idOf(job: Claimed): string {
+    return job.file_id;
   }
 
   /** The oldest file waiting (its text extracted or failed), or, with an embeddings model, a file indexed without vectors whose retry is due. */
-  private async claim(): Promise<Claimed | undefined> {
+  protected async claim(): Promise<Claimed | undefined> {
     const lease = `${this.leaseMs} milliseconds`;
     const free = sql`(fi.locked_until is null or fi.locked_until < now())`;
     const backfill =
@@ -138,12 +105,12 @@ export class ProjectIndexer {
     return rowsOf<Claimed>(result)[0];
   }
 
-  private async process(job: Claimed): Promise<void> {
+  protected async process(job: Claimed): Promise<void> {
     try {
       if (job.status === 'indexed') return await this.backfill(job);
       await this.index(job);
     } catch (err) {
-      this.opts.onError?.(err, job.file_id);
+      this.onError(err, job.file_id);
       // The lease is given back so that the next sweep tries again (or gives up after the last attempt).
       await this.db.execute(sql`update file_indexes set locked_until = null where file_id = ${job.file_id} and status = ${job.status}`).catch(() => undefined);
     }
