@@ -85,8 +85,8 @@ export async function systemMessageOf(db: Db, conversationId: string): Promise<s
   return row === undefined ? null : textOfContent(row.content as StoredContent);
 }
 
-/** History reads stop here whatever the budget: bounds the work one request can cause. */
-const MAX_SCANNED = 4000;
+/** History reads stop here whatever the budget: bounds the work one request (or summary) can cause. */
+export const MAX_SCANNED = 4000;
 
 /**
  * Items that count as history: user and assistant turns, tool calls and

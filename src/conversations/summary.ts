@@ -1,19 +1,16 @@
 import { and, desc, eq, sql } from 'drizzle-orm';
-import type { FastifyBaseLogger } from 'fastify';
 import type { Principal } from '../auth/key-auth.ts';
 import type { Db } from '../db/client.ts';
 import { conversationItems, conversations, conversationSummaries, responses } from '../db/schema.ts';
 import { toStorable } from '../http/text.ts';
 import { addUsage } from '../limits/ledger.ts';
 import { claimReservations, estimateTokens, releaseDeltas, reserveTokens, usageDeltas, type Reservation } from '../limits/quota.ts';
-import type { Providers } from '../providers/registry.ts';
 import type { ChatMessage } from '../providers/types.ts';
-import type { Catalog, ModelConfig } from '../router/catalog.ts';
-import type { HealthTable } from '../router/health.ts';
+import type { ModelConfig } from '../router/catalog.ts';
 import { allowedCountries, residencyAllows } from '../router/residency.ts';
-import { openCall } from '../responses/attempts.ts';
+import { openCall, type CallDeps } from '../responses/attempts.ts';
 import { countTokens } from '../tokens.ts';
-import { eligible, type StoredCall, type StoredCallOutput, type StoredContent } from './store.ts';
+import { eligible, MAX_SCANNED, type StoredCall, type StoredCallOutput, type StoredContent } from './store.ts';
 
 /**
  * Incremental summaries of long conversations.
@@ -93,8 +90,6 @@ interface Item {
 
 /** The longest one item may be in a summary's input: a huge tool result is cut, not sent whole. */
 const MAX_ITEM_CHARS = 6_000;
-/** Items read per run at most (newest first): bounds the work one conversation can cause. */
-const MAX_ITEMS = 4_000;
 
 const clip = (text: string) => (text.length > MAX_ITEM_CHARS ? `${text.slice(0, MAX_ITEM_CHARS)} […]` : text);
 
@@ -135,13 +130,8 @@ export function splitForSummary(newestFirst: Item[], keepTokens: number): Item[]
   return newestFirst.slice(cut).reverse();
 }
 
-export interface SummariserDeps {
-  db: Db;
-  catalog: Catalog;
-  providers: Providers;
-  health: HealthTable;
-  log: FastifyBaseLogger;
-  now: () => number;
+/** What a model call needs (attempts.ts), and the summaries' settings. */
+export interface SummariserDeps extends CallDeps {
   settings: SummarySettings;
 }
 
@@ -240,7 +230,7 @@ export class Summariser {
       .leftJoin(responses, eq(responses.id, conversationItems.responseId))
       .where(eligible(conversationId, after))
       .orderBy(desc(conversationItems.position))
-      .limit(MAX_ITEMS);
+      .limit(MAX_SCANNED);
     const fold = splitForSummary(newestFirst, job.keepTokens);
     if (fold.length === 0) return false;
     const models = this.candidates(job.principal);
@@ -284,7 +274,7 @@ export class Summariser {
     let text = '';
     let usage = { inputTokens: 0, outputTokens: 0, totalTokens: 0 };
     let reported = false;
-    const opened = await openCall({ ...this.deps }, models, build, this.stop.signal).catch((err: unknown) => ({ type: 'failed' as const, error: err }));
+    const opened = await openCall(this.deps, models, build, this.stop.signal).catch((err: unknown) => ({ type: 'failed' as const, error: err }));
     if (opened.type !== 'started') {
       await this.giveBack(reservation);
       if (opened.type === 'failed') log.warn({ conversation_id: conversationId, error: (opened.error as Error | undefined)?.message }, 'no model could summarise the conversation');

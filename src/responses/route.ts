@@ -189,8 +189,10 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
     if (request.projectId !== null) requireFeature(principal, 'projects', 'projects');
     // A request with a project searches its documents: passages in the prompt, and file_search for the model.
     const sources = request.projectId === null ? undefined : new ProjectSources();
-    const budget = passageBudget(opts.projects.config, catalog.models.filter((m) => m.enabled));
-    const extra: BuiltinTool[] = sources === undefined ? [] : [fileSearchBuiltin(opts.projects, request.projectId!, sources, budget)];
+    const extra: BuiltinTool[] =
+      sources === undefined
+        ? []
+        : [fileSearchBuiltin(opts.projects, request.projectId!, sources, passageBudget(opts.projects.config, catalog.models.filter((m) => m.enabled)))];
     let tools = toolsFor(request.toolSet, principal, toolbox, extra);
     if (!hasEnabledModel(catalog)) throw noModel();
     const prepared = await prepareContext(db, principal, request, opts.images);
