@@ -8,6 +8,7 @@ import { BlobTooLarge, DatabaseBlobStore, readAll } from '../src/files/blobs.ts'
 import { NO_TEXT_LAYER } from '../src/files/extract.ts';
 import { adminHeaders, bearer, createTenant, type Tenant } from './helpers/app.ts';
 import { makeDocx, makePdf } from './helpers/documents.ts';
+import { openOwnDatabase } from './helpers/db.ts';
 import { eventually, startHarness, type Harness } from './helpers/harness.ts';
 
 /** The Files API through HTTP and the official SDK: upload, list, retrieve, content, delete, limits, extraction status. */
@@ -372,7 +373,9 @@ describe('the database blob store', () => {
 
 describe('an extraction that takes too long', () => {
   it('ends in error, with the time limit named', async () => {
-    const slow = await startHarness({ env: { EUGPT_EXTRACT_TIMEOUT_MS: '10' }, files: { pollMs: 200, readyWaitMs: 0 } });
+    // Its own database: on a shared one, another file's server (with the usual time limit) could take the file first.
+    const database = await openOwnDatabase();
+    const slow = await startHarness({ env: { EUGPT_EXTRACT_TIMEOUT_MS: '10' }, files: { pollMs: 200, readyWaitMs: 0 }, database });
     try {
       const body = await form({ purpose: 'user_data' }, { name: 'a.pdf', data: makePdf([['Too slow']]) });
       const f = (await slow.app.inject({ method: 'POST', url: '/v1/files', headers: { ...bearer(slow.tenant.key), ...body.headers }, payload: body.payload })).json<FileObject>();
@@ -383,6 +386,7 @@ describe('an extraction that takes too long', () => {
       expect(done).toMatchObject({ status: 'error', status_details: 'extracting the text took longer than 10 ms' });
     } finally {
       await slow.close();
+      await database.close();
     }
   }, 30_000);
 });

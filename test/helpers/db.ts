@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
 import { openDatabase, type Database } from '../../src/db/client.ts';
 
 /**
@@ -21,4 +23,37 @@ export async function openSecondHandle(first: Database): Promise<{ database: Dat
   if (TEST_DATABASE_URL === undefined) return { database: first, close: async () => undefined };
   const database = await openDatabase({ databaseUrl: TEST_DATABASE_URL });
   return { database, close: () => database.close() };
+}
+
+/**
+ * A database of the test's own. Every server on a database sweeps its
+ * background jobs (text extraction, indexing) and takes any row that is due,
+ * as instances of one deployment do; a test whose outcome depends on which
+ * server takes a job needs a database no other file's server uses. On
+ * PostgreSQL a new database, dropped on close; on PGlite the usual one.
+ */
+export async function openOwnDatabase(): Promise<Database> {
+  if (TEST_DATABASE_URL === undefined) return openTestDatabase();
+  const name = `eugpt_own_${randomUUID().replaceAll('-', '').slice(0, 16)}`;
+  const admin = async (query: string) => {
+    const client = new pg.Client({ connectionString: TEST_DATABASE_URL });
+    await client.connect();
+    try {
+      await client.query(query);
+    } finally {
+      await client.end();
+    }
+  };
+  await admin(`create database ${name}`);
+  const url = new URL(TEST_DATABASE_URL);
+  url.pathname = `/${name}`;
+  const database = await openDatabase({ databaseUrl: url.toString() });
+  await database.migrate();
+  const close = database.close.bind(database);
+  return Object.assign(database, {
+    async close() {
+      await close();
+      await admin(`drop database if exists ${name} with (force)`);
+    },
+  });
 }

@@ -34,6 +34,8 @@ export interface HarnessOptions {
   tools?: Record<string, unknown>;
   /** The config file's `conversations` section. */
   conversations?: Record<string, unknown>;
+  /** A database to use (left open on close); default: a fresh one. */
+  database?: Database;
   /** Replaces DNS for web_fetch. */
   lookup?: ToolboxOptions['lookup'];
   /** The file extraction's sweep period and upload wait. */
