@@ -9,7 +9,25 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'undici';
-import { createDatabase, createTenant, envNumber as num, firstLine, killAll, start, startServer, stop, summariseProfile, writeServerConfig, type ProfileSummary, type Tenant } from './harness.ts';
+import type { ChildProcess } from 'node:child_process';
+import {
+  coreCount,
+  cpuMicros,
+  createDatabase,
+  createTenant,
+  envNumber as num,
+  firstLine,
+  killAll,
+  postgresMicros,
+  selfMicros,
+  start,
+  startServer,
+  stop,
+  summariseProfile,
+  writeServerConfig,
+  type ProfileSummary,
+  type Tenant,
+} from './harness.ts';
 
 const settings = {
   concurrency: num('BENCH_CONCURRENCY', 50),
@@ -49,7 +67,16 @@ interface Result {
   ttfb99: number;
   errors: number;
   requests: number;
+  /** CPU µs per request of each process taking part, over the measured run (see Meter). */
+  cpu?: Record<string, number>;
 }
+
+/**
+ * The cumulative CPU time (µs) of each process taking part in a run, by
+ * role: read before and after the measured run, the difference divided by
+ * the requests sent is what one request costs each of them.
+ */
+type Meter = () => Record<string, number>;
 
 const pct = (values: number[], p: number) => {
   if (values.length === 0) return NaN;
@@ -125,9 +152,14 @@ async function load(l: Load, count: number, concurrency: number, staggerMs = 0):
 /** A warm-up (not counted), then the measured run. */
 const warmupFor = (count: number) => Math.min(settings.warmup, Math.floor(count / 4));
 
-async function measure(l: Load, count: number, concurrency: number, staggerMs = 0): Promise<{ result: Result; sent: number }> {
+async function measure(l: Load, count: number, concurrency: number, staggerMs = 0, meter?: Meter): Promise<{ result: Result; sent: number }> {
   const warm = warmupFor(count) > 0 ? await load(l, warmupFor(count), concurrency, staggerMs) : undefined;
+  const before = meter?.();
   const result = await load(l, count, concurrency, staggerMs);
+  const after = meter?.();
+  if (before !== undefined && after !== undefined && result.requests > 0) {
+    result.cpu = Object.fromEntries(Object.keys(before).map((role) => [role, (after[role]! - before[role]!) / result.requests]));
+  }
   return { result, sent: (warm?.requests ?? 0) + result.requests };
 }
 
@@ -141,7 +173,9 @@ const profiles: { db: string; summary: ProfileSummary; requests: number }[] = []
 /** The mean of runs of the same load (percentiles averaged too: a summary, not a merged distribution). */
 function mean(results: Result[]): Result {
   const avg = (pick: (r: Result) => number) => results.reduce((sum, r) => sum + pick(r), 0) / results.length;
+  const roles = Object.keys(results[0]?.cpu ?? {});
   return {
+    ...(roles.length === 0 ? {} : { cpu: Object.fromEntries(roles.map((role) => [role, avg((r) => r.cpu?.[role] ?? NaN)])) }),
     rps: avg((r) => r.rps),
     p50: avg((r) => r.p50),
     p99: avg((r) => r.p99),
@@ -160,7 +194,7 @@ function record(name: string, r: Result) {
 const prompt = (tokens: number, delayMs = 0) => `Benchmark prompt [[tokens:${tokens}]]${delayMs > 0 ? ` [[delay:${delayMs}]]` : ''}`;
 
 /** Every eugpt run against one server process (one database). */
-async function benchServer(db: 'postgres' | 'pglite', upstreamUrl: string, dir: string) {
+async function benchServer(db: 'postgres' | 'pglite', upstream: { url: string; child: ChildProcess }, dir: string) {
   let databaseUrl: string | undefined;
   let drop: (() => Promise<void>) | undefined;
   if (db === 'postgres') {
@@ -183,7 +217,7 @@ async function benchServer(db: 'postgres' | 'pglite', upstreamUrl: string, dir: 
   const spawnedAt = performance.now();
   const server = await startServer({
     port: settings.port,
-    config: writeServerConfig(dir, upstreamUrl, maxConnections),
+    config: writeServerConfig(dir, upstream.url, maxConnections),
     dataDir: join(dir, `data-${db}`),
     databaseUrl,
     nodeFlags: settings.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
@@ -192,9 +226,16 @@ async function benchServer(db: 'postgres' | 'pglite', upstreamUrl: string, dir: 
   let served = 0;
   let loadFrom = Infinity;
   let loadTo = 0;
+  // Embedded PGlite runs inside the server process: its CPU is the server's.
+  const meter: Meter = () => ({
+    server: cpuMicros(server.child.pid),
+    ...(db === 'postgres' ? { postgres: postgresMicros() } : {}),
+    upstream: cpuMicros(upstream.child.pid),
+    'load generator': selfMicros(),
+  });
   const run = async (l: Load, count: number, concurrency: number, staggerMs = 0) => {
     loadFrom = Math.min(loadFrom, performance.now() - spawnedAt);
-    const { result, sent } = await measure(l, count, concurrency, staggerMs);
+    const { result, sent } = await measure(l, count, concurrency, staggerMs, meter);
     served += sent;
     loadTo = performance.now() - spawnedAt;
     return result;
@@ -295,6 +336,45 @@ function printTable() {
   process.stdout.write(`${out.join('\n')}\n`);
 }
 
+/**
+ * Where the machine's CPU goes per request, process by process, and what
+ * that allows: every process shares the machine's cores, and a node process
+ * runs its JavaScript on one of them.
+ */
+function printCpu() {
+  const measured = rows.filter((r) => r.r.cpu !== undefined);
+  if (measured.length === 0) return;
+  const cores = coreCount();
+  const roles = ['server', 'gateway', 'postgres', 'upstream', 'load generator'];
+  const out: string[] = [''];
+  out.push(`CPU µs per request by process (from /proc, over each measured run; ${cores} cores; PGlite runs inside the server)`);
+  out.push(`${'run'.padEnd(30)}${roles.map((r) => r.padStart(10)).join('')}${'total'.padStart(8)}${'cores/total'.padStart(13)}${'1 core/front'.padStart(14)}`);
+  for (const { name, r } of measured) {
+    const cpu = r.cpu!;
+    const total = Object.values(cpu).reduce((a, b) => a + (Number.isFinite(b) ? b : 0), 0);
+    const front = cpu.server ?? cpu.gateway ?? NaN;
+    out.push(
+      `${name.padEnd(30)}${roles.map((role) => f(cpu[role] ?? NaN, 0, 10)).join('')}${f(total, 0)}${f((cores * 1e6) / total, 0, 13)}${f(1e6 / front, 0, 14)}`,
+    );
+  }
+  out.push('cores/total: the req/s at which these costs fill every core; 1 core/front: where the server (or gateway) fills its own one.');
+  // The target's budget: what is left for the server per request at the target rate, after the others' measured costs.
+  for (const [label, target] of [
+    ['PG', 2500],
+    ['PGlite', 1200],
+  ] as const) {
+    const cpu = find(`${label} stream:false 1 tenant`)?.cpu;
+    if (cpu === undefined) continue;
+    const others = Object.entries(cpu).reduce((t, [role, us]) => (role === 'server' ? t : t + us), 0);
+    const left = Math.min((cores * 1e6) / target - others, 1e6 / target);
+    out.push(
+      `${label} at ${target} req/s: ${((cores * 1e6) / target).toFixed(0)} µs of CPU per request in all; the others take ${others.toFixed(0)}, ` +
+        `which leaves the server ${left.toFixed(0)} µs (it used ${cpu.server!.toFixed(0)})`,
+    );
+  }
+  process.stdout.write(`${out.join('\n')}\n`);
+}
+
 function printProfiles() {
   for (const { db, summary, requests } of profiles) {
     const us = (ms: number) => ((ms * 1000) / requests).toFixed(1).padStart(9);
@@ -326,20 +406,26 @@ async function main() {
 
     for (const db of settings.databases) {
       if (db !== 'postgres' && db !== 'pglite') throw new Error(`BENCH_DATABASES: unknown database ${db}`);
-      await benchServer(db, upstreamUrl, dir);
+      await benchServer(db, { url: upstreamUrl, child: upstream }, dir);
     }
 
     const chat = (tokens: number, delayMs = 0) =>
       JSON.stringify({ model: 'fake', messages: [{ role: 'user', content: prompt(tokens, delayMs) }], stream: true, stream_options: { include_usage: true } });
     const peer = (base: string, body: string): Load => ({ origin: new URL(base).origin, path: `${new URL(base).pathname}/chat/completions`, keys: [], body, endsWith: '[DONE]' });
     process.stderr.write('peers\n');
-    record('pass-through stream', (await measure(peer(gatewayUrl, chat(settings.tokens)), settings.requests, settings.concurrency)).result);
-    record('upstream direct stream', (await measure(peer(upstreamUrl, chat(settings.tokens)), settings.requests, settings.concurrency)).result);
+    const peerMeter = (front?: ChildProcess): Meter => () => ({
+      ...(front === undefined ? {} : { gateway: cpuMicros(front.pid) }),
+      upstream: cpuMicros(upstream.pid),
+      'load generator': selfMicros(),
+    });
+    record('pass-through stream', (await measure(peer(gatewayUrl, chat(settings.tokens)), settings.requests, settings.concurrency, 0, peerMeter(gateway))).result);
+    record('upstream direct stream', (await measure(peer(upstreamUrl, chat(settings.tokens)), settings.requests, settings.concurrency, 0, peerMeter())).result);
     record(
       `upstream direct ttfb@${settings.ttfbConcurrency}`,
       (await measure(peer(upstreamUrl, chat(settings.ttfbTokens, settings.ttfbDelayMs)), settings.ttfbRequests, settings.ttfbConcurrency, ttfbStreamMs())).result,
     );
     printTable();
+    printCpu();
     printProfiles();
   } finally {
     killAll();

@@ -3,6 +3,7 @@
 // through the admin API, and reading a CPU profile.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import pg from 'pg';
@@ -162,6 +163,57 @@ export async function createDatabase(adminUrl: string, prefix: string): Promise<
     },
   };
 }
+
+/**
+ * CPU time a process has used so far (user + system), in µs, from
+ * /proc/PID/stat; NaN where there is no /proc (not Linux) or the process is gone.
+ */
+export function cpuMicros(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    // The fields after the command name (which may hold spaces) start with the state; utime and stime are the 12th and 13th.
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1_000_000) / CLOCK_TICKS;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Linux's USER_HZ: the unit of /proc's CPU times. It is 100 on every architecture node runs on. */
+const CLOCK_TICKS = 100;
+
+/**
+ * CPU time used so far by every PostgreSQL process on this machine (the
+ * postmaster and its backends, WAL writer, checkpointer…), in µs: the local
+ * server's whole cost, which a benchmark against it on loopback adds to the
+ * machine's load. NaN without /proc.
+ */
+export function postgresMicros(): number {
+  let total = 0;
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return NaN;
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, 'utf8').startsWith('postgres')) total += cpuMicros(Number(entry)) || 0;
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return total;
+}
+
+/** This process's own CPU time so far, in µs. */
+export const selfMicros = () => {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+};
+
+export const coreCount = () => cpus().length;
 
 interface ProfileNode {
   id: number;

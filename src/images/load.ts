@@ -91,6 +91,7 @@ export class ImageLoader {
    */
   async forStored(parts: ImageRef[]): Promise<ImageSet> {
     const set: ImageSet = new Map();
+    if (parts.length === 0) return set;
     // All of them share one fetch time limit: a history of dead links must not hold a turn for one timeout each.
     const deadline = AbortSignal.timeout(this.config.timeout_ms);
     for (const part of [...parts].reverse()) {

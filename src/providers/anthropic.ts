@@ -170,45 +170,47 @@ export function createAnthropicProvider(config: ProviderConfig): Provider {
       let cached = 0;
       const text = new StorableText();
       const calls = new ToolCallStream();
-      for await (const { data } of jsonEvents(call)) {
-        const event = data as AnthropicEvent;
-        // Held-back text belongs before whatever ends its block or the message.
-        if (event.type === 'content_block_stop' || event.type === 'message_delta' || event.type === 'message_stop') {
-          const rest = text.flush();
-          if (rest !== '') yield { type: 'text', text: rest };
-        }
-        switch (event.type) {
-          case 'message_start': {
-            const u = event.message?.usage ?? {};
-            cached = n(u.cache_read_input_tokens);
-            input = n(u.input_tokens) + n(u.cache_creation_input_tokens) + cached;
-            break;
+      for await (const batch of jsonEvents(call)) {
+        for (const { data } of batch) {
+          const event = data as AnthropicEvent;
+          // Held-back text belongs before whatever ends its block or the message.
+          if (event.type === 'content_block_stop' || event.type === 'message_delta' || event.type === 'message_stop') {
+            const rest = text.flush();
+            if (rest !== '') yield { type: 'text', text: rest };
           }
-          case 'content_block_start':
-            if (event.content_block?.type === 'tool_use') yield* calls.piece(n(event.index), event.content_block.name, undefined);
-            break;
-          case 'content_block_delta':
-            if (event.delta?.type === 'text_delta' && typeof event.delta.text === 'string' && event.delta.text !== '') {
-              const clean = text.push(event.delta.text);
-              if (clean !== '') yield { type: 'text', text: clean };
-            } else if (event.delta?.type === 'input_json_delta') {
-              yield* calls.piece(n(event.index), undefined, event.delta.partial_json);
+          switch (event.type) {
+            case 'message_start': {
+              const u = event.message?.usage ?? {};
+              cached = n(u.cache_read_input_tokens);
+              input = n(u.input_tokens) + n(u.cache_creation_input_tokens) + cached;
+              break;
             }
-            break;
-          case 'content_block_stop':
-            yield* calls.end(n(event.index));
-            break;
-          case 'message_delta':
-            yield* calls.endAll();
-            if (typeof event.delta?.stop_reason === 'string') yield { type: 'finish', reason: STOP[event.delta.stop_reason] ?? 'other' };
-            yield { type: 'usage', usage: { inputTokens: input, outputTokens: n(event.usage?.output_tokens), cachedTokens: cached, reasoningTokens: 0 } };
-            break;
-          case 'message_stop':
-            return;
-          case 'error':
-            throw new UpstreamError('protocol', `upstream sent an error event: ${event.error?.type ?? 'unknown'}: ${event.error?.message ?? ''}`);
-          default:
-            break; // ping, and event types added later
+            case 'content_block_start':
+              if (event.content_block?.type === 'tool_use') yield* calls.piece(n(event.index), event.content_block.name, undefined);
+              break;
+            case 'content_block_delta':
+              if (event.delta?.type === 'text_delta' && typeof event.delta.text === 'string' && event.delta.text !== '') {
+                const clean = text.push(event.delta.text);
+                if (clean !== '') yield { type: 'text', text: clean };
+              } else if (event.delta?.type === 'input_json_delta') {
+                yield* calls.piece(n(event.index), undefined, event.delta.partial_json);
+              }
+              break;
+            case 'content_block_stop':
+              yield* calls.end(n(event.index));
+              break;
+            case 'message_delta':
+              yield* calls.endAll();
+              if (typeof event.delta?.stop_reason === 'string') yield { type: 'finish', reason: STOP[event.delta.stop_reason] ?? 'other' };
+              yield { type: 'usage', usage: { inputTokens: input, outputTokens: n(event.usage?.output_tokens), cachedTokens: cached, reasoningTokens: 0 } };
+              break;
+            case 'message_stop':
+              return;
+            case 'error':
+              throw new UpstreamError('protocol', `upstream sent an error event: ${event.error?.type ?? 'unknown'}: ${event.error?.message ?? ''}`);
+            default:
+              break; // ping, and event types added later
+          }
         }
       }
       throw new UpstreamError('protocol', 'upstream stream ended before message_stop');

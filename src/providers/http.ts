@@ -156,31 +156,44 @@ function drainRest(body: Dispatcher.ResponseData['body']): void {
 /** The `[DONE]` sentinel some upstreams send as their last event. */
 export const DONE = Symbol('done');
 
+/** One event of an upstream answer: its `data` parsed as JSON, or DONE. */
+export interface JsonEvent {
+  event: string | undefined;
+  data: unknown;
+}
+
 /**
  * The events of a streamed upstream answer, each `data` parsed as JSON (or
- * DONE): stops the first-byte timer at the first event, turns any failure
- * into what happened (client abort, timeout, protocol), and always releases
- * the connection, also when the consumer stops early.
+ * DONE), in batches: one per chunk of the body (see readSse). Stops the
+ * first-byte timer at the first event, turns any failure into what happened
+ * (client abort, timeout, protocol), and always releases the connection, also
+ * when the consumer stops early. An event that is not JSON ends the answer
+ * after the events before it.
  */
-export async function* jsonEvents(call: UpstreamCall): AsyncGenerator<{ event: string | undefined; data: unknown }> {
+export async function* jsonEvents(call: UpstreamCall): AsyncGenerator<JsonEvent[]> {
   let finished = false;
   try {
     // Leaving this loop must not destroy the body (a readable's own iterator does, with an AbortError that
     // costs a stack trace and closes the connection): the finally below decides between draining and destroying.
-    for await (const message of readSse(call.body.iterator({ destroyOnReturn: false }))) {
+    for await (const messages of readSse(call.body.iterator({ destroyOnReturn: false }))) {
       call.firstEvent();
-      if (message.data === '[DONE]') {
-        finished = true;
-        yield { event: message.event, data: DONE };
-        continue;
+      const batch: JsonEvent[] = [];
+      for (const message of messages) {
+        if (message.data === '[DONE]') {
+          finished = true;
+          batch.push({ event: message.event, data: DONE });
+          continue;
+        }
+        let data: unknown;
+        try {
+          data = JSON.parse(message.data);
+        } catch {
+          if (batch.length > 0) yield batch;
+          throw new UpstreamError('protocol', 'upstream sent an event that is not JSON');
+        }
+        batch.push({ event: message.event, data });
       }
-      let data: unknown;
-      try {
-        data = JSON.parse(message.data);
-      } catch {
-        throw new UpstreamError('protocol', 'upstream sent an event that is not JSON');
-      }
-      yield { event: message.event, data };
+      yield batch;
     }
   } catch (err) {
     throw call.explain(err);

@@ -182,21 +182,23 @@ export function createOpenAICompatibleProvider(config: ProviderConfig): Provider
       const text = new StorableText();
       const calls = new ToolCallStream();
       const keys = new CallKeys();
-      for await (const { data } of jsonEvents(call)) {
-        if (data === DONE) {
-          finished = true;
-          break;
-        }
-        for (const event of eventsOf(data as ChatChunk, calls, keys)) {
-          if (event.type === 'text') {
-            const clean = text.push(event.text);
-            if (clean !== '') yield { type: 'text', text: clean };
-            continue;
+      reading: for await (const batch of jsonEvents(call)) {
+        for (const { data } of batch) {
+          if (data === DONE) {
+            finished = true;
+            break reading;
           }
-          const rest = text.flush();
-          if (rest !== '') yield { type: 'text', text: rest };
-          if (event.type === 'finish') finished = true;
-          yield event;
+          for (const event of eventsOf(data as ChatChunk, calls, keys)) {
+            if (event.type === 'text') {
+              const clean = text.push(event.text);
+              if (clean !== '') yield { type: 'text', text: clean };
+              continue;
+            }
+            const rest = text.flush();
+            if (rest !== '') yield { type: 'text', text: rest };
+            if (event.type === 'finish') finished = true;
+            yield event;
+          }
         }
       }
       // A stream cut short looks like a clean end; only a finish reason or [DONE] says the answer is whole.
