@@ -3,6 +3,7 @@ import type { PGlite } from '@electric-sql/pglite';
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import type { SQL } from 'drizzle-orm';
 import pg from 'pg';
 import { acquireDataDirLock } from './lock.ts';
 import * as schema from './schema.ts';
@@ -13,6 +14,35 @@ export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
 /** The rows of a raw `db.execute(sql…)`: both drivers answer with `{ rows }`. */
 export function rowsOf<T>(result: unknown): T[] {
   return (result as { rows: T[] }).rows;
+}
+
+/** Names of the statements run through executePrepared, by text; bounded, past that a statement runs unnamed. */
+const statementNames = new Map<string, string>();
+const MAX_NAMED_STATEMENTS = 64;
+
+/** What executePrepared needs of drizzle's database or transaction object: its SQL dialect and session (not in drizzle's public types). */
+interface DrizzleInternals {
+  dialect: { sqlToQuery(query: SQL): { sql: string; params: unknown[] } };
+  session: { prepareQuery(query: { sql: string; params: unknown[] }, fields: undefined, name: string | undefined, arrayMode: boolean): { execute(): Promise<unknown> } };
+}
+
+/**
+ * Runs a statement of the write path (one whose text does not depend on its
+ * data: the rows travel as parameters) as a named prepared statement, so
+ * that on PostgreSQL each connection parses and plans it once instead of on
+ * every batch. For the admission statement that is about a quarter of a
+ * millisecond on every request's way to its first token. Same result as
+ * `db.execute`; the embedded database ignores the name.
+ */
+export async function executePrepared(db: Db, query: SQL): Promise<unknown> {
+  const { dialect, session } = db as unknown as DrizzleInternals;
+  const built = dialect.sqlToQuery(query);
+  let name = statementNames.get(built.sql);
+  if (name === undefined && statementNames.size < MAX_NAMED_STATEMENTS) {
+    name = `eugpt_w${statementNames.size}`;
+    statementNames.set(built.sql, name);
+  }
+  return session.prepareQuery(built, undefined, name, false).execute();
 }
 
 export interface Database {

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { rowsOf, type Db } from '../db/client.ts';
+import { executePrepared, rowsOf, type Db } from '../db/client.ts';
 
 /**
  * The usage_totals rows, read and written a whole batch at a time. Admission
@@ -116,7 +116,7 @@ export async function addUsage(tx: Db, deltas: UsageDelta[]): Promise<void> {
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([, d]) => ({ st: d.subjectType, sid: d.subjectId, w: d.window, ws: d.windowStart, i: d.inputTokens, o: d.outputTokens, t: d.totalTokens, r: d.requests, res: d.reservedTokens }));
   // A negative reserved delta gives back a reservation, which was held in an existing row: it never lands on a new one.
-  await tx.execute(sql`
+  await executePrepared(tx, sql`
     insert into usage_totals (subject_type, subject_id, "window", window_start, input_tokens, output_tokens, total_tokens, requests, reserved_tokens)
     select st, sid, w, ws, i, o, t, r, res
     from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)

@@ -1,5 +1,5 @@
 import { inArray, sql, type SQL } from 'drizzle-orm';
-import { rowsOf, type Db } from '../db/client.ts';
+import { executePrepared, rowsOf, type Db } from '../db/client.ts';
 import { conversations } from '../db/schema.ts';
 import type { FinishRecord, StartRecord, StoredItem } from './records.ts';
 
@@ -84,7 +84,7 @@ export async function endResponses(tx: Db, finishes: FinishRecord[]): Promise<Se
   const ended = new Set<string>();
   for (const part of chunks(finishes, 200)) {
     const rows = rowsOf<{ id: string }>(
-      await tx.execute(sql`
+      await executePrepared(tx, sql`
         insert into responses (${sql.raw(RESPONSE_NAMES)})
         select ${sql.raw(RESPONSE_NAMES)} from ${recordset(
           part.map(endRow),
@@ -121,7 +121,7 @@ export async function appendItems(tx: Db, batches: ItemBatch[]): Promise<void> {
   const ids = [...new Set(withItems.map((b) => b.conversationId))].sort();
   // The row locks order concurrent writers of one conversation, so positions never collide.
   const last = rowsOf<{ id: string; max: number | string | null }>(
-    await tx.execute(sql`
+    await executePrepared(tx, sql`
       select c.id, (select max(i.position) from conversation_items i where i.conversation_id = c.id) as max
       from conversations c
       where c.id in (select value::uuid from jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb))
@@ -138,7 +138,7 @@ export async function appendItems(tx: Db, batches: ItemBatch[]): Promise<void> {
     }),
   );
   for (const part of chunks(rows)) {
-    await tx.execute(sql`
+    await executePrepared(tx, sql`
       insert into conversation_items (conversation_id, position, role, type, item_id, origin, content, tokens, response_id)
       select conversation_id, position, role, type, item_id, origin, content, tokens, response_id
       from ${recordset(part, 'conversation_id uuid, position int, role text, type text, item_id text, origin text, content jsonb, tokens int, response_id uuid')}`);
@@ -181,7 +181,7 @@ export async function insertStarts(db: Db, starts: StartRecord[], before: SQL[] 
           'conversation_id uuid, content jsonb, tokens int',
         )})`,
     ];
-    await db.execute(sql`
+    await executePrepared(db, sql`
       with ${sql.join(ctes, sql`, `)}
       insert into responses (${sql.raw(RESPONSE_NAMES)})
       select ${sql.raw(RESPONSE_NAMES)} from ${recordset(
