@@ -168,12 +168,15 @@ export async function createDatabase(adminUrl: string, prefix: string): Promise<
  * CPU time a process has used so far (user + system), in µs, from
  * /proc/PID/stat; NaN where there is no /proc (not Linux) or the process is gone.
  */
-export function cpuMicros(pid: number | undefined): number {
+export function cpuMicros(pid: number | undefined, withEndedChildren = false): number {
   if (pid === undefined) return NaN;
   try {
-    // The fields after the command name (which may hold spaces) start with the state; utime and stime are the 12th and 13th.
+    // The fields after the command name (which may hold spaces) start with the state; utime and stime are the 12th and 13th,
+    // then cutime and cstime: what its children that have ended (and been waited for) used.
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1_000_000) / CLOCK_TICKS;
+    const own = Number(fields[11]) + Number(fields[12]);
+    const children = withEndedChildren ? Number(fields[13]) + Number(fields[14]) : 0;
+    return ((own + children) * 1_000_000) / CLOCK_TICKS;
   } catch {
     return NaN;
   }
@@ -199,7 +202,8 @@ export function postgresMicros(): number {
   for (const entry of entries) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      if (readFileSync(`/proc/${entry}/comm`, 'utf8').startsWith('postgres')) total += cpuMicros(Number(entry)) || 0;
+      // With the ended children's time (which lands on the postmaster), a backend that closes during a run still counts.
+      if (readFileSync(`/proc/${entry}/comm`, 'utf8').startsWith('postgres')) total += cpuMicros(Number(entry), true) || 0;
     } catch {
       // the process ended meanwhile
     }
