@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
-import { openDatabase, rowsOf } from '../src/db/client.ts';
+import { executePrepared, openDatabase, rowsOf } from '../src/db/client.ts';
 import { DataDirInUseError } from '../src/db/lock.ts';
 import { organizations } from '../src/db/schema.ts';
 import { openTestDatabase, TEST_DATABASE_URL } from './helpers/db.ts';
@@ -30,6 +30,34 @@ describe('migrations', () => {
     const d = await openTestDatabase();
     try {
       await expect(d.db.insert(organizations).values({ name: 'x', status: 'deleted' as 'active' })).rejects.toThrow();
+    } finally {
+      await d.close();
+    }
+  });
+});
+
+describe('prepared write statements', () => {
+  it('give the same rows as a plain query, and name at most 64 texts per process', async () => {
+    const d = await openTestDatabase();
+    try {
+      await d.db.transaction(async (tx) => {
+        // 70 distinct texts, each run twice with different parameters on one connection.
+        for (let n = 0; n < 70; n++) {
+          for (const v of [1, 2]) {
+            const rows = rowsOf<{ v: number }>(await executePrepared(tx, sql`select ${v}::int + ${sql.raw(String(n))} as v`));
+            expect(rows).toEqual([{ v: v + n }]);
+          }
+        }
+        if (d.kind !== 'postgres') return;
+        const named = rowsOf<{ name: string; statement: string }>(
+          await tx.execute(sql`select name, statement from pg_prepared_statements where name like 'eugpt_w%'`),
+        );
+        expect(named.length).toBeGreaterThan(0);
+        expect(named.length).toBeLessThanOrEqual(64);
+        expect(new Set(named.map((r) => r.name)).size).toBe(named.length);
+        // The texts past the bound run unnamed: the last one is never among the named.
+        expect(named.some((r) => r.statement.endsWith('+ 69 as v'))).toBe(false);
+      });
     } finally {
       await d.close();
     }
