@@ -331,6 +331,10 @@ function printTable() {
     `pass-through gateway: scripts/passthrough-gateway.ts (undici pool, body streamed through); ${f(ratio(gw?.rps, direct?.rps), 2, 0)} of straight-to-upstream req/s.`,
   );
   out.push('Added TTFB: first body byte via eugpt minus straight to the upstream, same load (percentiles of each side, not of paired requests).');
+  const gwTtfb = find(`pass-through ttfb@${s.ttfbConcurrency}`);
+  out.push(
+    `The pass-through gateway's own added TTFB @${s.ttfbConcurrency} streams (one proxy hop, no database): p50 ${f((gwTtfb?.ttfb50 ?? NaN) - (directTtfb?.ttfb50 ?? NaN), 2, 0)} ms, p99 ${f((gwTtfb?.ttfb99 ?? NaN) - (directTtfb?.ttfb99 ?? NaN), 2, 0)} ms.`,
+  );
   out.push('All processes share this machine: treat differences under ~10% between runs as noise.');
   for (const n of notes) out.push(n);
   process.stdout.write(`${out.join('\n')}\n`);
@@ -420,6 +424,10 @@ async function main() {
     });
     record('pass-through stream', (await measure(peer(gatewayUrl, chat(settings.tokens)), settings.requests, settings.concurrency, 0, peerMeter(gateway))).result);
     record('upstream direct stream', (await measure(peer(upstreamUrl, chat(settings.tokens)), settings.requests, settings.concurrency, 0, peerMeter())).result);
+    record(
+      `pass-through ttfb@${settings.ttfbConcurrency}`,
+      (await measure(peer(gatewayUrl, chat(settings.ttfbTokens, settings.ttfbDelayMs)), settings.ttfbRequests, settings.ttfbConcurrency, ttfbStreamMs(), peerMeter(gateway))).result,
+    );
     record(
       `upstream direct ttfb@${settings.ttfbConcurrency}`,
       (await measure(peer(upstreamUrl, chat(settings.ttfbTokens, settings.ttfbDelayMs)), settings.ttfbRequests, settings.ttfbConcurrency, ttfbStreamMs())).result,

@@ -40,6 +40,7 @@ import { createEmbedder } from './projects/embeddings.ts';
 import { ProjectIndexer } from './projects/indexer.ts';
 import { createRetriever, type Reranker } from './projects/retrieve.ts';
 import { hasVector } from './projects/vector.ts';
+import { unavailableReason } from './db/errors.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -170,7 +171,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // Before anything else starts, so that a metrics port already taken stops the start cleanly.
   const metricsServer = await serveMetrics(app, config, database, health);
   const writer = new ResponseWriter(database.db, {
-    onRetry: (err, attempt, jobs) => app.log.warn({ error: (err as Error).message, attempt, jobs }, 'database unavailable; retrying the write of finished responses'),
+    onRetry: (err, attempt, jobs) => app.log.warn({ error: (err as Error).message, reason: unavailableReason(err), attempt, jobs }, 'database unavailable; retrying the write of finished responses'),
     onBare: (record, err) =>
       app.log.error({ err, response_id: record.responseId, user_id: record.userId, usage: record.usage }, 'could not store the response; stored without its content, usage counted'),
   });

@@ -63,6 +63,7 @@ const envSchema = z.object({
     .optional(),
   EUGPT_DATA_DIR: z.string().min(1).default('./data'),
   EUGPT_DB_POOL_MAX: intFromEnv(1, 1000).default(10),
+  EUGPT_DB_POOL_MIN: intFromEnv(0, 1000).optional(),
   EUGPT_DB_WAIT_MS: intFromEnv(0, 600_000).default(30_000),
   EUGPT_DB_CONNECT_TIMEOUT_MS: intFromEnv(100, 600_000).default(5_000),
   EUGPT_DB_STATEMENT_TIMEOUT_MS: intFromEnv(100, 3_600_000).default(15_000),
@@ -146,6 +147,8 @@ export interface Config {
   databaseUrl: string | undefined;
   dataDir: string;
   dbPoolMax: number;
+  /** PostgreSQL connections kept open while idle, opened at start: all of them unless set lower (at most dbPoolMax). */
+  dbPoolMin: number;
   /** How long start-up waits for PostgreSQL to accept connections. */
   dbWaitMs: number;
   /** Pool wait, statement, lock and idle-in-transaction limits of every PostgreSQL session. */
@@ -324,6 +327,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl: e.DATABASE_URL,
     dataDir: resolve(e.EUGPT_DATA_DIR),
     dbPoolMax: e.EUGPT_DB_POOL_MAX,
+    dbPoolMin: Math.min(e.EUGPT_DB_POOL_MIN ?? e.EUGPT_DB_POOL_MAX, e.EUGPT_DB_POOL_MAX),
     dbWaitMs: e.EUGPT_DB_WAIT_MS,
     dbTimeouts: {
       connectMs: e.EUGPT_DB_CONNECT_TIMEOUT_MS,

@@ -45,10 +45,12 @@ export async function serve(overrides: Partial<Pick<Config, 'port' | 'host'>> = 
       databaseUrl: config.databaseUrl,
       dataDir: config.dataDir,
       poolMax: config.dbPoolMax,
+      poolMin: config.dbPoolMin,
       timeouts: config.dbTimeouts,
       onConnectionError: (err) => log.warn({ error: err.message }, 'a database connection failed; it is replaced on next use'),
     });
     await migrateWhenReachable(database, config.dbWaitMs, log);
+    await database.warm();
   } catch (err) {
     if (err instanceof DataDirInUseError) {
       log.fatal(err.message);

@@ -33,6 +33,40 @@ describe('group commit', () => {
     expect(t.batches.map((x) => x.length)).toEqual([20, 30]);
   });
 
+  it('overlaps a second batch only while a backlog of parallelAt jobs waits, never more than its concurrency', async () => {
+    // Writes that stay open until released, as transactions of a busy server do.
+    const open: (() => void)[] = [];
+    const batches: number[][] = [];
+    let inFlight = 0;
+    let most = 0;
+    const write = async (jobs: number[]) => {
+      batches.push([...jobs]);
+      most = Math.max(most, ++inFlight);
+      await new Promise<void>((r) => open.push(r));
+      inFlight--;
+    };
+    const settle = () => new Promise((r) => setImmediate(r));
+    const b = new Batcher<number>({ write, maxBatch: 10, retryJob: () => true, concurrency: 2, parallelAt: 5 });
+    const all: Promise<void>[] = [b.add(0)];
+    await settle(); // batch [0] is being written
+    for (let i = 1; i <= 4; i++) all.push(b.add(i));
+    await settle();
+    expect(batches).toEqual([[0]]); // 4 waiting: below parallelAt, they wait for the first batch
+    all.push(b.add(5));
+    await settle();
+    expect(batches).toEqual([[0], [1, 2, 3, 4, 5]]); // 5 waiting: a second batch overlaps
+    for (let i = 6; i < 30; i++) all.push(b.add(i));
+    await settle();
+    expect(batches).toHaveLength(2); // at its concurrency: the backlog waits
+    while (open.length > 0 || b.pending > 0) {
+      open.shift()?.();
+      await settle();
+    }
+    await Promise.all(all);
+    expect(most).toBe(2);
+    expect(batches.flat().sort((x, y) => x - y)).toEqual(Array.from({ length: 30 }, (_, i) => i));
+  });
+
   it('caps a batch at maxBatch', async () => {
     const t = table(() => undefined);
     const b = new Batcher<number>({ write: t.write, maxBatch: 10, retryJob: () => true });

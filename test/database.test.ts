@@ -64,6 +64,21 @@ describe('prepared write statements', () => {
   });
 });
 
+describe('the connection pool', () => {
+  it('opens its kept connections on warm(), never more than its maximum', async () => {
+    const d = await openDatabase({ databaseUrl: TEST_DATABASE_URL, dataDir: 'memory://', poolMax: 3, poolMin: 5 });
+    try {
+      await d.warm();
+      // The embedded database is one connection; PostgreSQL's pool opened min(poolMin, poolMax) at once.
+      expect(d.poolStats()).toMatchObject(d.kind === 'postgres' ? { total: 3, idle: 3 } : { total: 1 });
+      await d.warm(); // already open: nothing more
+      expect(d.poolStats().total).toBe(d.kind === 'postgres' ? 3 : 1);
+    } finally {
+      await d.close();
+    }
+  });
+});
+
 describe('the embedded database folder', () => {
   it('keeps data across restarts and refuses a second opener while in use', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'eugpt-data-'));

@@ -30,6 +30,17 @@ export interface BatcherOptions<J> {
   onRetry?(err: unknown, attempt: number, jobs: number): void;
   /** The queue's name in metrics and traces. */
   name?: string;
+  /**
+   * Batches written at once (default 1). More than one start only while the
+   * writer falls behind: when `parallelAt` jobs (default `maxBatch`) wait
+   * behind a batch being written. Under normal load one batch at a time
+   * keeps batches large; when the event loop is so busy that every round
+   * trip of a transaction waits a long turn, overlapping batches keeps the
+   * queue from growing without bound. Safe wherever concurrent batches of
+   * several instances are (rows locked in one order).
+   */
+  concurrency?: number;
+  parallelAt?: number;
 }
 
 interface Entry<J> {
@@ -48,8 +59,8 @@ interface Entry<J> {
 
 export class Batcher<J> {
   private queue: Entry<J>[] = [];
-  /** A batch is being written: one at a time. */
-  private writing = false;
+  /** Batches being written. */
+  private inFlight = 0;
   private scheduled = false;
   private idleWaiters: (() => void)[] = [];
   private closed = false;
@@ -83,12 +94,12 @@ export class Batcher<J> {
 
   /** Jobs waiting, and batches being written. */
   get pending(): number {
-    return this.queue.length + (this.writing ? 1 : 0);
+    return this.queue.length + this.inFlight;
   }
 
   /** Resolves when every job queued so far has been written or rejected. */
   async idle(): Promise<void> {
-    if (!this.writing && this.queue.length === 0) return;
+    if (this.inFlight === 0 && this.queue.length === 0) return;
     await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
@@ -109,15 +120,15 @@ export class Batcher<J> {
   }
 
   /**
-   * Starts the next batch on the next turn of the event loop, unless one is
-   * being written (its end starts the next). The turn matters: an embedded
+   * Starts the next batch on the next turn of the event loop, if one may
+   * start (else the end of one being written starts it). The turn matters: an embedded
    * database answers without real I/O, so a batch started at once would be
    * written before any other request's data is even read, and every batch
    * would hold one job; after one turn, the jobs of every request whose data
    * was waiting go together.
    */
   private schedule(): void {
-    if (this.scheduled || this.writing || this.queue.length === 0) return;
+    if (this.scheduled || !this.mayStart()) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
@@ -125,10 +136,19 @@ export class Batcher<J> {
     });
   }
 
+  /** Whether a batch may start now: jobs wait, and no batch is being written, or the writer falls behind. */
+  private mayStart(): boolean {
+    if (this.queue.length === 0) return false;
+    if (this.inFlight === 0) return true;
+    return this.inFlight < (this.opts.concurrency ?? 1) && this.queue.length >= (this.opts.parallelAt ?? this.opts.maxBatch);
+  }
+
   private startBatch(): void {
-    if (this.writing || this.queue.length === 0) return;
+    if (!this.mayStart()) return;
     const batch = this.queue.splice(0, this.opts.maxBatch);
-    this.writing = true;
+    this.inFlight++;
+    // A backlog past `parallelAt` may start another at once.
+    this.schedule();
     const started = performance.now();
     const span = this.batchSpan(batch);
     void this.writeWithRetry(batch).finally(() => {
@@ -140,9 +160,10 @@ export class Batcher<J> {
         if (failed > 0) endWithError(span, 'jobs_failed');
         else span.end();
       }
-      this.writing = false;
-      if (this.queue.length === 0) for (const wake of this.idleWaiters.splice(0)) wake();
-      else this.schedule();
+      this.inFlight--;
+      if (this.queue.length === 0) {
+        if (this.inFlight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+      } else this.schedule();
     });
   }
 

@@ -58,6 +58,14 @@ export interface Database {
   close(): Promise<void>;
   /** Connections for the metrics: PostgreSQL's pool (total, idle, requests waiting); the embedded database is one. */
   poolStats(): { total: number; idle?: number; waiting?: number };
+  /**
+   * Opens the pool's kept connections (`poolMin`) now, so that a burst of
+   * requests right after start does not have to open them while the event
+   * loop is busy (a connection that cannot finish its handshake within the
+   * connect timeout fails the statements waiting for it). Nothing to do on
+   * the embedded database.
+   */
+  warm(): Promise<void>;
 }
 
 const MIGRATIONS = fileURLToPath(new URL('../../migrations', import.meta.url));
@@ -81,6 +89,8 @@ export interface OpenOptions {
   /** A folder for embedded PGlite; `memory://` keeps it in memory (tests). */
   dataDir?: string;
   poolMax?: number;
+  /** Connections kept open while idle (at most poolMax); 0: every idle connection closes after 10 s. */
+  poolMin?: number;
   timeouts?: Partial<DbTimeouts>;
   /** Shown in pg_stat_activity, so an operator can tell this server's sessions apart. */
   applicationName?: string;
@@ -90,14 +100,18 @@ export interface OpenOptions {
 
 export async function openDatabase(opts: OpenOptions): Promise<Database> {
   const timeouts = { ...DEFAULT_DB_TIMEOUTS, ...opts.timeouts };
-  if (opts.databaseUrl !== undefined) return openPostgres(opts.databaseUrl, opts.poolMax ?? 10, timeouts, opts.applicationName ?? 'eugpt', opts.onConnectionError);
+  if (opts.databaseUrl !== undefined) {
+    const max = opts.poolMax ?? 10;
+    return openPostgres(opts.databaseUrl, { max, min: Math.min(max, opts.poolMin ?? 0) }, timeouts, opts.applicationName ?? 'eugpt', opts.onConnectionError);
+  }
   return openPglite(opts.dataDir ?? 'memory://');
 }
 
-function openPostgres(url: string, max: number, timeouts: DbTimeouts, applicationName: string, onConnectionError?: (err: Error) => void): Database {
+function openPostgres(url: string, { max, min }: { max: number; min: number }, timeouts: DbTimeouts, applicationName: string, onConnectionError?: (err: Error) => void): Database {
   const pool = new pg.Pool({
     connectionString: url,
     max,
+    min,
     application_name: applicationName,
     connectionTimeoutMillis: timeouts.connectMs,
     statement_timeout: timeouts.statementMs,
@@ -128,6 +142,10 @@ function openPostgres(url: string, max: number, timeouts: DbTimeouts, applicatio
     db,
     kind: 'postgres',
     poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
+    async warm() {
+      const clients = await Promise.all(Array.from({ length: Math.max(0, min - pool.totalCount) }, () => pool.connect()));
+      for (const c of clients) c.release();
+    },
     async ping(timeoutMs = 2_000) {
       if (closed) throw new Error('the database pool is closed');
       try {
@@ -188,6 +206,7 @@ async function openPglite(dataDir: string): Promise<Database> {
     db,
     kind: 'pglite',
     poolStats: () => ({ total: client.closed ? 0 : 1 }),
+    warm: () => Promise.resolve(),
     // Embedded: there is no server to lose, and a query would wait behind a busy
     // queue of statements; ready while the instance is open.
     async ping() {

@@ -43,15 +43,23 @@ function* causes(err: unknown): Generator<Record<string, unknown>> {
   }
 }
 
-export function isDatabaseUnavailable(err: unknown): boolean {
+/**
+ * Why the database counts as unavailable, safe to log: a SQLSTATE, an errno
+ * code, or the known driver message that matched (never the error's own
+ * text, which may quote the data of the statement). Undefined otherwise.
+ */
+export function unavailableReason(err: unknown): string | undefined {
   for (const e of causes(err)) {
     const code = typeof e.code === 'string' ? e.code : undefined;
-    if (code !== undefined && (UNAVAILABLE_STATES.has(code) || UNAVAILABLE_CODES.has(code) || code.startsWith('08'))) return true;
+    if (code !== undefined && (UNAVAILABLE_STATES.has(code) || UNAVAILABLE_CODES.has(code) || code.startsWith('08'))) return code;
     const message = typeof e.message === 'string' ? e.message : '';
-    if (UNAVAILABLE_MESSAGES.some((re) => re.test(message))) return true;
+    const known = UNAVAILABLE_MESSAGES.find((re) => re.test(message));
+    if (known !== undefined) return known.exec(message)![0].toLowerCase();
   }
-  return false;
+  return undefined;
 }
+
+export const isDatabaseUnavailable = (err: unknown): boolean => unavailableReason(err) !== undefined;
 
 /** The SQLSTATE of a driver error anywhere in the chain, for logs and decisions. */
 export function sqlStateOf(err: unknown): string | undefined {

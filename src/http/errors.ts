@@ -4,7 +4,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import fp from 'fastify-plugin';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { formatPath } from '../param-path.ts';
-import { isDatabaseUnavailable } from '../db/errors.ts';
+import { isDatabaseUnavailable, unavailableReason } from '../db/errors.ts';
 import { ApiError, badRequest, type ErrorType } from './api-error.ts';
 import { INVALID_TEXT, textIssueOf, textProblem } from './text.ts';
 
@@ -129,7 +129,7 @@ export function sendError(reply: FastifyReply, err: ApiError): FastifyReply {
 async function errors(app: FastifyInstance) {
   app.setErrorHandler((err: unknown, req: FastifyRequest, reply: FastifyReply) => {
     const api = toApiError(err);
-    if (api.code === 'database_unavailable') req.log.warn({ error: (err as Error).message }, 'database unavailable');
+    if (api.code === 'database_unavailable') req.log.warn({ error: (err as Error).message, reason: unavailableReason(err) }, 'database unavailable');
     // The model servers' failures are logged where they happen, once a period (responses/attempts.ts): no stack per request.
     else if (api.type === 'upstream_error' || api.code === 'upstream_saturated') req.log.info({ status: api.status, code: api.code }, 'request failed upstream');
     else if (api.status >= 500) req.log.error({ err }, 'request failed');

@@ -181,7 +181,16 @@ export class ResponseWriter {
       onRetry,
       name: 'admissions',
     });
-    this.endings = new Batcher<EndJob>({ write: (jobs) => db.transaction((tx) => writeEndings(tx, jobs)), maxBatch, retryJob: () => true, onRetry, name: 'endings' });
+    // Endings take several round trips each: past a quarter batch of backlog a second one overlaps the first.
+    this.endings = new Batcher<EndJob>({
+      write: (jobs) => db.transaction((tx) => writeEndings(tx, jobs)),
+      maxBatch,
+      retryJob: () => true,
+      onRetry,
+      name: 'endings',
+      concurrency: 2,
+      parallelAt: Math.max(1, Math.floor(maxBatch / 4)),
+    });
   }
 
   /** Reserves tokens (when `ask` is given) and writes the response's in-progress row, in one commit. */
