@@ -171,6 +171,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // Before anything else starts, so that a metrics port already taken stops the start cleanly.
   const metricsServer = await serveMetrics(app, config, database, health);
   const writer = new ResponseWriter(database.db, {
+    start: database.kind === 'postgres' ? 'now' : 'turn',
     onRetry: (err, attempt, jobs) => app.log.warn({ error: (err as Error).message, reason: unavailableReason(err), attempt, jobs }, 'database unavailable; retrying the write of finished responses'),
     onBare: (record, err) =>
       app.log.error({ err, response_id: record.responseId, user_id: record.userId, usage: record.usage }, 'could not store the response; stored without its content, usage counted'),

@@ -67,6 +67,19 @@ describe('group commit', () => {
     expect(batches.flat().sort((x, y) => x - y)).toEqual(Array.from({ length: 30 }, (_, i) => i));
   });
 
+  it("starts an idle queue's batch on the next turn, or with start: 'now' right after the current callback", async () => {
+    for (const start of ['turn', 'now'] as const) {
+      const t = table(() => undefined);
+      const b = new Batcher<number>({ write: t.write, maxBatch: 100, retryJob: () => true, start });
+      const done = Promise.all([b.add(1), b.add(2)]);
+      await Promise.resolve();
+      // Jobs of one callback go together either way; only 'now' has started before the event loop turns.
+      expect(t.batches).toEqual(start === 'now' ? [[1, 2]] : []);
+      await done;
+      expect(t.batches).toEqual([[1, 2]]);
+    }
+  });
+
   it('caps a batch at maxBatch', async () => {
     const t = table(() => undefined);
     const b = new Batcher<number>({ write: t.write, maxBatch: 10, retryJob: () => true });

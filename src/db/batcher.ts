@@ -41,6 +41,12 @@ export interface BatcherOptions<J> {
    */
   concurrency?: number;
   parallelAt?: number;
+  /**
+   * When an idle queue starts its first batch: `turn` (default) on the next
+   * turn of the event loop, `now` right after the current callback. See
+   * schedule().
+   */
+  start?: 'turn' | 'now';
 }
 
 interface Entry<J> {
@@ -120,20 +126,26 @@ export class Batcher<J> {
   }
 
   /**
-   * Starts the next batch on the next turn of the event loop, if one may
-   * start (else the end of one being written starts it). The turn matters: an embedded
-   * database answers without real I/O, so a batch started at once would be
+   * Starts a batch on the next turn of the event loop, if one may start
+   * (else the end of one being written starts the next at once). The turn
+   * matters when the queue was idle: an embedded database answers without real I/O, so a batch started at once would be
    * written before any other request's data is even read, and every batch
    * would hold one job; after one turn, the jobs of every request whose data
-   * was waiting go together.
+   * was waiting go together. A database over the network needs no such wait
+   * (`start: 'now'`): the jobs that come while the first batch is on the wire
+   * make the next one. And it must not wait: under a saturated event loop one
+   * turn can take seconds, because the poll phase runs the callbacks of every
+   * ready socket (tens of thousands) before the turn ends.
    */
   private schedule(): void {
     if (this.scheduled || !this.mayStart()) return;
     this.scheduled = true;
-    setImmediate(() => {
+    const go = () => {
       this.scheduled = false;
       this.startBatch();
-    });
+    };
+    if (this.opts.start === 'now') queueMicrotask(go);
+    else setImmediate(go);
   }
 
   /** Whether a batch may start now: jobs wait, and no batch is being written, or the writer falls behind. */
@@ -147,7 +159,7 @@ export class Batcher<J> {
     if (!this.mayStart()) return;
     const batch = this.queue.splice(0, this.opts.maxBatch);
     this.inFlight++;
-    // A backlog past `parallelAt` may start another at once.
+    // A backlog past `parallelAt` may start another on the next turn.
     this.schedule();
     const started = performance.now();
     const span = this.batchSpan(batch);
@@ -163,7 +175,10 @@ export class Batcher<J> {
       this.inFlight--;
       if (this.queue.length === 0) {
         if (this.inFlight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
-      } else this.schedule();
+      } else {
+        // The jobs queued while this batch was written go at once, not on a later turn (see schedule()).
+        this.startBatch();
+      }
     });
   }
 

@@ -213,8 +213,6 @@ async function finalise(tx: Db, rows: Row[]): Promise<void> {
           e.pending.reservationId === null ? null : claimed.get(e.pending.reservationId) ?? null,
         ),
   );
-  await addUsage(tx, deltas);
-
   for (const e of ended) {
     await tx
       .update(responses)
@@ -242,4 +240,6 @@ async function finalise(tx: Db, rows: Row[]): Promise<void> {
         items: [...(e.pending?.input ?? []), ...storedOutput(e.output)],
       })),
   );
+  // Usage rows last, in the writer's lock order (responses, conversations, usage).
+  await addUsage(tx, deltas);
 }

@@ -31,7 +31,7 @@ import { appendItems, endResponses, insertStarts, recordset } from './statements
  *   the row goes and the reservation is given back).
  *
  * One batch is one transaction; rows are locked in one order (reservations,
- * responses, usage rows sorted, conversations sorted), so concurrent batches
+ * responses, conversations sorted, usage rows sorted), so concurrent batches
  * on several instances cannot deadlock. A finish only counts usage if it is
  * the one that ended the row (a row recovered by another instance meanwhile
  * is left as recovered), so no usage is ever counted twice.
@@ -112,8 +112,6 @@ async function writeEndings(tx: Db, jobs: EndJob[]): Promise<void> {
     const c = r.reservationId === null ? undefined : claimed.get(r.reservationId);
     if (c !== undefined) deltas.push(...releaseDeltas(c.held, c.estimate));
   }
-  await addUsage(tx, deltas);
-
   await appendItems(
     tx,
     finishes
@@ -132,6 +130,9 @@ async function writeEndings(tx: Db, jobs: EndJob[]): Promise<void> {
     const dropped = releases.filter((r) => r.newConversation).map((r) => r.conversationId);
     if (dropped.length > 0) await tx.delete(conversations).where(and(inArray(conversations.id, dropped), eq(conversations.hidden, true)));
   }
+
+  // Last, so that a tenant's usage rows, which every batch of that tenant (admissions too) needs, stay locked for the fewest round trips.
+  await addUsage(tx, deltas);
 }
 
 function unlimited(start: StartRecord): Reservation {
@@ -141,6 +142,8 @@ function unlimited(start: StartRecord): Reservation {
 export interface ResponseWriterOptions {
   maxBatch?: number;
   onRetry?(err: unknown, attempt: number, jobs: number): void;
+  /** When an idle queue starts its first batch (db/batcher.ts): `now` for PostgreSQL, `turn` for the embedded database. */
+  start?: 'turn' | 'now';
   /** A finished response whose content the database refused; only its facts and usage are stored. */
   onBare?(record: FinishRecord, err: unknown): void;
 }
@@ -180,6 +183,7 @@ export class ResponseWriter {
       retryJob: () => false,
       onRetry,
       name: 'admissions',
+      start: opts.start,
     });
     // Endings take several round trips each: past a quarter batch of backlog a second one overlaps the first.
     this.endings = new Batcher<EndJob>({
@@ -188,6 +192,7 @@ export class ResponseWriter {
       retryJob: () => true,
       onRetry,
       name: 'endings',
+      start: opts.start,
       concurrency: 2,
       parallelAt: Math.max(1, Math.floor(maxBatch / 4)),
     });
