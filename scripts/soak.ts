@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { Pool } from 'undici';
-import { ADMIN, createDatabase, createTenant, envNumber as num, firstLine, killAll, start, startServer, stop, writeServerConfig } from './harness.ts';
+import { ADMIN, createDatabase, createTenant, envNumber as num, firstLine, killAll, start, startServer, stop, summariseProfile, writeServerConfig, type ProfileSummary } from './harness.ts';
 
 const settings = {
   streams: num('SOAK_STREAMS', 5000),
@@ -23,6 +23,8 @@ const settings = {
   port: num('SOAK_PORT', 18_282),
   pgAdminUrl: process.env.SOAK_PG_ADMIN_URL ?? process.env.BENCH_PG_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
   rssLimitMiB: 1024,
+  /** SOAK_PROFILE=1: a CPU profile of the server while the streams run, per token delivered. */
+  profile: process.env.SOAK_PROFILE === '1',
 };
 
 const TERMINAL = new Set(['response.completed', 'response.failed', 'response.incomplete', 'error']);
@@ -140,11 +142,15 @@ async function main(): Promise<number> {
   const deadline = setTimeout(() => hardStop.abort(), s.timeoutS * 1000);
   const lines: string[] = [];
   let failedChecks = 0;
+  let profileLines: string[] = [];
   try {
     const upstream = start(['--import', 'tsx', 'scripts/fake-upstream.ts'], { ANSWER_TOKENS: String(s.tokens), TOKEN_DELAY_MS: String(s.delayMs) });
     const upstreamUrl = await firstLine(upstream);
+    const profileDir = join(dir, 'profile');
+    const spawnedAt = performance.now();
     const server = await startServer({
       port: s.port,
+      nodeFlags: s.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
       // Every stream holds an upstream connection to its end.
       config: writeServerConfig(dir, upstreamUrl, Math.max(5000, s.streams + 100), Math.max(1024, s.tokens * 2)),
       dataDir: join(dir, 'data'),
@@ -181,6 +187,7 @@ async function main(): Promise<number> {
     const pool = new Pool(server.url, { connections: s.streams, pipelining: 1, headersTimeout: s.timeoutS * 1000, bodyTimeout: 120_000, connectTimeout: 60_000 });
     const body = JSON.stringify({ input: `Soak prompt [[tokens:${s.tokens}]] [[delay:${s.delayMs}]]`, stream: true });
     const started = performance.now();
+    const loadFrom = started - spawnedAt;
     let ended = 0;
     const progress = setInterval(
       () => process.stderr.write(`  ${((performance.now() - started) / 1000).toFixed(0)} s: ${ended}/${s.streams} ended, server RSS ${rssMiB(pid).toFixed(0)} MiB\n`),
@@ -195,6 +202,7 @@ async function main(): Promise<number> {
       ),
     );
     const seconds = (performance.now() - started) / 1000;
+    const loadTo = performance.now() - spawnedAt;
     probing = false;
     await prober;
     clearInterval(progress);
@@ -236,6 +244,7 @@ async function main(): Promise<number> {
     clearInterval(sampler);
     rssPeak = Math.max(rssPeak, rssMiB(pid) || 0);
     await stop(server.child, 30_000);
+    if (s.profile) profileLines = profileReport(summariseProfile(profileDir, loadFrom, loadTo), endings.filter((e) => e.admitted).length * s.tokens);
 
     const check = (what: string, ok: boolean, detail: string) => {
       if (!ok) failedChecks++;
@@ -272,9 +281,24 @@ async function main(): Promise<number> {
     await db.drop().catch((err: unknown) => lines.push(`could not drop the soak database: ${(err as Error).message}`));
     rmSync(dir, { recursive: true, force: true });
   }
-  lines.push('', 'All processes share this machine; timings depend on its load.');
+  lines.push(...profileLines, '', 'All processes share this machine; timings depend on its load.');
   process.stdout.write(`${lines.join('\n')}\n`);
   return failedChecks === 0 ? 0 : 1;
+}
+
+/** Where the server's CPU went while the streams ran, in µs per token event sent to a client. */
+function profileReport(summary: ProfileSummary | null, events: number): string[] {
+  if (summary === null) return ['', 'no CPU profile was written (did the server exit cleanly?)'];
+  const us = (ms: number) => ((ms * 1000) / events).toFixed(2).padStart(9);
+  const share = (ms: number) => ((100 * ms) / summary.totalMs).toFixed(1).padStart(6);
+  return [
+    '',
+    `CPU profile of the server while the streams ran: ${summary.totalMs.toFixed(0)} ms busy over ${events} token events = ${us(summary.totalMs).trim()} µs/event (profiling slows the server)`,
+    `${'top self time'.padEnd(40)}${'µs/event'.padStart(9)}${'%'.padStart(6)}  where`,
+    ...summary.functions.slice(0, 20).map((fn) => `${fn.name.slice(0, 39).padEnd(40)}${us(fn.ms)}${share(fn.ms)}  ${fn.where}`),
+    `${'by component'.padEnd(40)}${'µs/event'.padStart(9)}${'%'.padStart(6)}`,
+    ...summary.components.slice(0, 15).map((c) => `${c.name.slice(0, 39).padEnd(40)}${us(c.ms)}${share(c.ms)}`),
+  ];
 }
 
 // Whatever happens, the script ends: a minute past its own deadline it exits.

@@ -114,6 +114,25 @@ describe('group commit', () => {
     expect(retries.length).toBeGreaterThan(0);
   });
 
+  it('says it is failing from a write that found the database unreachable until one commits; a refused record is not failing', async () => {
+    let mode: 'down' | 'refuse' | 'up' = 'down';
+    const t = table(() => (mode === 'down' ? sqlError('ECONNREFUSED', 'connect ECONNREFUSED') : mode === 'refuse' ? sqlError('22P05', 'bad text') : undefined));
+    const b = new Batcher<number>({ write: t.write, maxBatch: 10, retryJob: () => true, backoff: { minMs: 5, maxMs: 5 } });
+    expect(b.failing).toBe(false);
+    let retried!: () => void;
+    const retrying = new Promise<void>((r) => (retried = r));
+    const b2 = new Batcher<number>({ write: t.write, maxBatch: 10, retryJob: () => true, backoff: { minMs: 5, maxMs: 5 }, onRetry: () => retried() });
+    const waiting = b2.add(1);
+    await retrying;
+    expect(b2.failing).toBe(true);
+    mode = 'up';
+    await waiting;
+    expect(b2.failing).toBe(false);
+    mode = 'refuse';
+    await expect(b.add(2)).rejects.toThrow(/bad text/);
+    expect(b.failing).toBe(false);
+  });
+
   it('never writes a job twice when an outage strikes after part of a split batch was written', async () => {
     let outage = false;
     const t = table((jobs) => {

@@ -181,6 +181,95 @@ if (TEST_DATABASE_URL !== undefined) {
       }
     });
 
+    /** A server through the proxy whose clients wait `storeWaitMs` for their response's write. */
+    const quickServer = async (applicationName: string, storeWaitMs: number) => {
+      const via = new URL(databaseUrl);
+      via.hostname = '127.0.0.1';
+      via.port = String(proxy.port);
+      const database = await openDatabase({ databaseUrl: via.toString(), applicationName, poolMax: 4, timeouts: { connectMs: 1_000 } });
+      return serve(database, { EUGPT_STORE_WAIT_MS: String(storeWaitMs) });
+    };
+
+    /** Opens a stream whose answer waits for `release()`; `readUntil` reads it up to a text. */
+    const heldStream = async (on: Served, chunks: string[]) => {
+      let release!: () => void;
+      const hold = new Promise<void>((r) => (release = r));
+      upstream.queue.push({ chunks, hold });
+      const res = await fetch(`${on.origin}/v1/responses`, {
+        method: 'POST',
+        headers: { ...bearer(on.tenant.key), 'content-type': 'application/json' },
+        body: JSON.stringify({ input: 'hold on' }),
+      });
+      const reader = res.body!.getReader();
+      const decoder = new TextDecoder();
+      const stream = { text: '', release };
+      const readUntil = async (needle: string) => {
+        while (!stream.text.includes(needle)) {
+          const { value, done } = await reader.read();
+          if (done) return;
+          stream.text += decoder.decode(value, { stream: true });
+        }
+      };
+      return Object.assign(stream, { readUntil });
+    };
+
+    it('tells a client storage_unavailable when the database stays away past the store wait, and stores its response once back', async () => {
+      const quick = await quickServer(`${name}-away`, 300);
+      try {
+        const stream = await heldStream(quick, ['stored ', 'later']);
+        await stream.readUntil('output_text.delta');
+        await proxy.refuse();
+        stream.release();
+        await stream.readUntil('"type":"error"');
+        const error = JSON.parse(/data: (\{"type":"error".*)\n/.exec(stream.text)![1]!) as { code: string };
+        expect(error.code).toBe('storage_unavailable');
+        expect(stream.text).not.toContain('response.completed');
+        const id = /"response":\{"id":"([0-9a-f-]{36})"/.exec(stream.text)![1]!;
+        await proxy.accept();
+        let got: { status?: string; output_text?: string } = {};
+        for (let i = 0; i < 200 && got.status !== 'completed'; i++) {
+          const res = await fetch(`${quick.origin}/v1/responses/${id}`, { headers: bearer(quick.tenant.key) });
+          got = (await res.json()) as typeof got;
+          if (got.status !== 'completed') await new Promise((r) => setTimeout(r, 25));
+        }
+        expect(got).toMatchObject({ status: 'completed', output_text: 'stored later' });
+      } finally {
+        await quick.close();
+      }
+    });
+
+    it('waits past the store wait for a write that is only slow on a working database', async () => {
+      const app = `${name}-slow`;
+      const storeWaitMs = 250;
+      const quick = await quickServer(app, storeWaitMs);
+      try {
+        const stream = await heldStream(quick, ['slow ', 'but ', 'stored']);
+        await stream.readUntil('output_text.delta');
+        await admin.query('begin');
+        await admin.query('lock table usage_totals in share row exclusive mode');
+        stream.release();
+        // The server's write of the finished response waits on the table.
+        const blocked = async () => {
+          await admin.query('select pg_stat_clear_snapshot()');
+          const rows = await admin.query(
+            "select 1 from pg_locks l join pg_stat_activity a on a.pid = l.pid where l.relation = 'usage_totals'::regclass and not l.granted and a.application_name = $1",
+            [app],
+          );
+          return (rows.rowCount ?? 0) > 0;
+        };
+        while (!(await blocked())) await new Promise((r) => setTimeout(r, 10));
+        // Longer than the store wait, shorter than the bound for a slow write (6 times it).
+        await new Promise((r) => setTimeout(r, 2 * storeWaitMs));
+        await admin.query('rollback');
+        await stream.readUntil('"type":"response.completed"');
+        expect(stream.text).toContain('"type":"response.completed"');
+        expect(stream.text).not.toContain('storage_unavailable');
+      } finally {
+        await admin.query('rollback').catch(() => undefined);
+        await quick.close();
+      }
+    });
+
     it('keeps a finished answer through an outage and stores it when the database is back', async () => {
       let release!: () => void;
       const hold = new Promise<void>((r) => (release = r));

@@ -70,6 +70,8 @@ export class Batcher<J> {
   private scheduled = false;
   private idleWaiters: (() => void)[] = [];
   private closed = false;
+  /** Set while the last write found the database unreachable; cleared by the next that commits. */
+  private unreachable = false;
 
   constructor(private readonly opts: BatcherOptions<J>) {}
 
@@ -96,6 +98,15 @@ export class Batcher<J> {
       this.queue.push(entry);
       this.schedule();
     });
+  }
+
+  /**
+   * Whether the database is failing the writes (the last attempt found it
+   * unreachable and none has committed since), as opposed to the writes
+   * merely being slow or queued.
+   */
+  get failing(): boolean {
+    return this.unreachable;
   }
 
   /** Jobs waiting, and batches being written. */
@@ -223,9 +234,13 @@ export class Batcher<J> {
   private async writeSplitting(batch: Entry<J>[]): Promise<void> {
     try {
       await this.opts.write(batch.map((e) => e.job));
+      this.unreachable = false;
       for (const e of batch) e.resolve();
     } catch (err) {
-      if (isDatabaseUnavailable(err)) throw err;
+      if (isDatabaseUnavailable(err)) {
+        this.unreachable = true;
+        throw err;
+      }
       if (batch.length === 1) {
         batch[0]!.reject(err);
         return;

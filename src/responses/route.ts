@@ -148,28 +148,45 @@ const toolCapable = (models: ModelConfig[]) => models.filter((m) => m.capabiliti
 /** What became of a finished response's write, as far as its client is concerned. */
 type Stored = 'stored' | 'bare' | 'late' | 'failed';
 
-/** Waits for the write at most `ms`; `late` when the time ran out first (the write goes on). */
-async function within(promise: Promise<'stored' | 'bare'>, ms: number): Promise<Stored> {
+/** A slow write on a working database is waited for up to this many times the store wait. */
+const SLOW_WRITE_FACTOR = 6;
+
+/**
+ * Waits for the write. After `ms` the client is told `late` (the write goes
+ * on) if the database is failing the writes; while it works and the write is
+ * only queued behind others (a saturated server), the wait goes on, up to
+ * SLOW_WRITE_FACTOR × `ms`: a client is better served by its answer a few
+ * seconds late than by an error for a response that is stored moments later.
+ */
+async function within(promise: Promise<'stored' | 'bare'>, ms: number, failing: () => boolean): Promise<Stored> {
+  const settled = promise.catch(() => 'failed' as const);
+  const step = Math.min(ms, 1_000);
   let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<'late'>((resolve) => {
-    timer = setTimeout(() => resolve('late'), ms);
-  });
   try {
-    return await Promise.race([promise.catch(() => 'failed' as const), late]);
+    for (let waited = 0, next = ms; ; waited = next, next = Math.min(next + step, SLOW_WRITE_FACTOR * ms)) {
+      const late = new Promise<'late'>((resolve) => {
+        timer = setTimeout(() => resolve('late'), next - waited);
+      });
+      const how = await Promise.race([settled, late]);
+      clearTimeout(timer);
+      if (how !== 'late' || failing() || next >= SLOW_WRITE_FACTOR * ms) return how;
+    }
   } finally {
     clearTimeout(timer);
   }
 }
 
+const LATE = 'the response could not be stored in time: it is kept, and is stored as soon as the database allows';
+
 /** The terminal event that replaces `response.completed` when the response was not stored as it is. */
 function notStored(how: Stored, seq: number): ResponseEvent {
-  if (how === 'late') return terminalError(seq, 'server_error', 'storage_unavailable', 'the database is unavailable: the response is kept and will be stored when it is back');
+  if (how === 'late') return terminalError(seq, 'server_error', 'storage_unavailable', LATE);
   return terminalError(seq, 'server_error', 'storage_failed', 'the response could not be stored');
 }
 
 function notStoredError(how: Stored): ApiError {
   if (how === 'late') {
-    return new ApiError(503, 'server_error', 'storage_unavailable', 'the database is unavailable: the response is kept and will be stored when it is back', null, {
+    return new ApiError(503, 'server_error', 'storage_unavailable', LATE, null, {
       'retry-after': '1',
     });
   }
@@ -383,7 +400,8 @@ export const responseRoutes: FastifyPluginAsyncZod<ResponseRouteOptions> = async
         },
         (err: unknown) => req.log.error({ err, response_id: builder.id, usage: builder.usage }, 'could not store the response; its usage is not counted'),
       );
-      return within(saving, opts.storeWaitMs);
+      // Past the shutdown grace period the process has no time to wait out a slow write either.
+      return within(saving, opts.storeWaitMs, () => writer.failing || opts.shutdown.aborted);
     };
 
     if (first.type !== 'started') {

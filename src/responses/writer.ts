@@ -226,6 +226,11 @@ export class ResponseWriter {
     await this.endings.add({ kind: 'release', record });
   }
 
+  /** Whether finished responses wait because the database is failing, not merely because writes queue. */
+  get failing(): boolean {
+    return this.endings.failing;
+  }
+
   get pending(): number {
     return this.admissions.pending + this.endings.pending;
   }
