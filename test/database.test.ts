@@ -98,3 +98,27 @@ describe('the embedded database folder', () => {
     }
   });
 });
+
+describe('an in-memory embedded database from a dump', () => {
+  it('starts with the dumped rows, and its writes stay its own', async () => {
+    const source = await openDatabase({ dataDir: 'memory://' });
+    let dump: Blob;
+    try {
+      await source.migrate();
+      await source.db.insert(organizations).values({ name: 'Dumped' });
+      dump = await source.dumpDataDir!();
+    } finally {
+      await source.close();
+    }
+    const a = await openDatabase({ dataDir: 'memory://', loadDataDir: dump });
+    const b = await openDatabase({ dataDir: 'memory://', loadDataDir: dump });
+    try {
+      await a.db.insert(organizations).values({ name: 'Only in a' });
+      expect((await a.db.select().from(organizations)).map((r) => r.name).sort()).toEqual(['Dumped', 'Only in a']);
+      expect((await b.db.select().from(organizations)).map((r) => r.name)).toEqual(['Dumped']);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+});

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import pg from 'pg';
+import { inject } from 'vitest';
 import { openDatabase, type Database } from '../../src/db/client.ts';
 
 /**
@@ -9,8 +11,18 @@ import { openDatabase, type Database } from '../../src/db/client.ts';
  */
 export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL || undefined;
 
+/** The dump of a migrated embedded database that the suite's setup made (setup/pglite-snapshot.ts), read once per process. */
+let snapshot: Blob | undefined;
+const pgliteSnapshot = () => {
+  const file = inject('pgliteSnapshot');
+  if (file !== '') snapshot ??= new Blob([readFileSync(file)]);
+  return snapshot;
+};
+
 export async function openTestDatabase(): Promise<Database> {
-  const database = await openDatabase({ databaseUrl: TEST_DATABASE_URL, dataDir: 'memory://' });
+  const loadDataDir = TEST_DATABASE_URL === undefined ? pgliteSnapshot() : undefined;
+  const database = await openDatabase({ databaseUrl: TEST_DATABASE_URL, dataDir: 'memory://', ...(loadDataDir === undefined ? {} : { loadDataDir }) });
+  // A copy of the snapshot is migrated already: this only checks it.
   await database.migrate();
   return database;
 }
