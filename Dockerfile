@@ -18,7 +18,10 @@ RUN npm ci --omit=dev --no-audit --no-fund
 # 3. The runtime image: no compiler, no dev dependencies (no tsx, esbuild or pino-pretty), not root.
 #    bin/eugpt.js runs dist/ here (NODE_ENV=production), so `node bin/eugpt.js org list` works in it.
 FROM node:22-bookworm-slim
+# A heap ceiling: without one V8 sizes the heap from the host's memory, not the container's, and lets
+# garbage pile up between full collections (docs/operations.md, "Memory"). Override NODE_OPTIONS to change it.
 ENV NODE_ENV=production \
+    NODE_OPTIONS=--max-old-space-size=768 \
     HOST=0.0.0.0 \
     PORT=8080 \
     EUGPT_DATA_DIR=/data

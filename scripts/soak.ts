@@ -25,6 +25,13 @@ const settings = {
   rssLimitMiB: 1024,
   /** SOAK_PROFILE=1: a CPU profile of the server while the streams run, per token delivered. */
   profile: process.env.SOAK_PROFILE === '1',
+  /**
+   * Node.js flags for the server (SOAK_SERVER_FLAGS; empty for none). By
+   * default the heap ceiling the container image sets in NODE_OPTIONS
+   * (Dockerfile): without one V8 sizes the heap from the machine's memory and
+   * lets garbage pile up between full collections.
+   */
+  serverFlags: (process.env.SOAK_SERVER_FLAGS ?? '--max-old-space-size=768').split(' ').filter((f) => f !== ''),
 };
 
 const TERMINAL = new Set(['response.completed', 'response.failed', 'response.incomplete', 'error']);
@@ -150,7 +157,7 @@ async function main(): Promise<number> {
     const spawnedAt = performance.now();
     const server = await startServer({
       port: s.port,
-      nodeFlags: s.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+      nodeFlags: [...s.serverFlags, ...(s.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])],
       // Every stream holds an upstream connection to its end.
       config: writeServerConfig(dir, upstreamUrl, Math.max(5000, s.streams + 100), Math.max(1024, s.tokens * 2)),
       dataDir: join(dir, 'data'),
@@ -256,7 +263,7 @@ async function main(): Promise<number> {
 
     lines.unshift(
       '',
-      `eugpt soak: ${s.streams} streams opened at once on PostgreSQL (pool ${s.dbPoolMax}), ${s.tokens} tokens ${s.delayMs} ms apart (${((s.tokens * s.delayMs) / 1000).toFixed(0)} s each at best)`,
+      `eugpt soak: ${s.streams} streams opened at once on PostgreSQL (pool ${s.dbPoolMax}), ${s.tokens} tokens ${s.delayMs} ms apart (${((s.tokens * s.delayMs) / 1000).toFixed(0)} s each at best); server flags: ${s.serverFlags.join(' ') || 'none'}`,
       `  all ended after ${seconds.toFixed(1)} s; time to first byte p50 ${pct(ttfbs, 50).toFixed(0)} ms, p99 ${pct(ttfbs, 99).toFixed(0)} ms; completed stream p50 ${(pct(totals, 50) / 1000).toFixed(1)} s, p99 ${(pct(totals, 99) / 1000).toFixed(1)} s`,
       `  endings: ${[...outcomes].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`,
       `  stored responses by status: ${[...status].map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}`,
