@@ -4,8 +4,9 @@ import { startHarness, type Harness } from './helpers/harness.ts';
 
 let h: Harness;
 
+// The default keep-alive interval (15 s): the headers wait for the model's first output, however busy the machine.
 beforeAll(async () => {
-  h = await startHarness({ keepAliveMs: 60 });
+  h = await startHarness();
 });
 afterAll(async () => h.close());
 beforeEach(() => {
@@ -19,10 +20,10 @@ interface RawAnswer {
 }
 
 /** A raw HTTP POST, returning the body bytes exactly as they arrived. */
-function post(path: string, payload: unknown, key = h.tenant.key): Promise<RawAnswer> {
+function post(path: string, payload: unknown, key = h.tenant.key, origin = h.origin): Promise<RawAnswer> {
   return new Promise((resolve, reject) => {
     const req = request(
-      `${h.origin}${path}`,
+      `${origin}${path}`,
       { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' } },
       (res) => {
         const chunks: Buffer[] = [];
@@ -37,7 +38,7 @@ function post(path: string, payload: unknown, key = h.tenant.key): Promise<RawAn
 }
 
 describe('SSE framing on the wire', () => {
-  it('sends the SSE headers and exactly `event: message\\ndata: <json>\\n\\n` frames', async () => {
+  it('sends the SSE headers, held back for the model and naming it, and exactly `event: message\\ndata: <json>\\n\\n` frames', async () => {
     h.upstream.queue.push({ chunks: ['Hé', ' "quoted"\nline'] });
     const res = await post('/v1/responses', { input: 'Hello' });
     expect(res.status).toBe(200);
@@ -50,11 +51,7 @@ describe('SSE framing on the wire', () => {
     expect(res.body.endsWith('\n\n')).toBe(true);
     expect(res.body).not.toMatch(/^id:/m);
     expect(res.body).not.toContain('[DONE]');
-    // A keep-alive comment may fall between events when the machine is slow (the interval here is 60 ms).
-    const frames = res.body
-      .slice(0, -2)
-      .split('\n\n')
-      .filter((f) => f !== ': keep-alive');
+    const frames = res.body.slice(0, -2).split('\n\n');
     for (const f of frames) expect(f).toMatch(/^event: message\ndata: \{[^\n]*\}$/);
     const events = frames.map((f) => JSON.parse(f.slice('event: message\ndata: '.length)) as { type: string; sequence_number: number });
     expect(events.map((e) => e.sequence_number)).toEqual(events.map((_, i) => i));
@@ -62,17 +59,6 @@ describe('SSE framing on the wire', () => {
     const last = events.at(-1) as unknown as { type: string; response: { output_text: string } };
     expect(last.type).toBe('response.completed');
     expect(last.response.output_text).toBe('Hé "quoted"\nline');
-  });
-
-  it('sends keep-alive comments while the upstream is silent', async () => {
-    h.upstream.queue.push({ chunks: ['a', 'b'], delayBetweenMs: 400 });
-    const res = await post('/v1/responses', { input: 'slow' });
-    expect(res.body).toContain('\n\n: keep-alive\n\n');
-    const events = res.body
-      .split('\n\n')
-      .filter((f) => f.startsWith('event: message'))
-      .map((f) => JSON.parse(f.slice('event: message\ndata: '.length)) as { type: string });
-    expect(events.at(-1)!.type).toBe('response.completed');
   });
 
   it('answers errors found before the stream as plain JSON, never SSE', async () => {
@@ -83,6 +69,25 @@ describe('SSE framing on the wire', () => {
     const unauth = await post('/v1/responses', { input: 'x' }, 'eugpt_bad');
     expect(unauth.status).toBe(401);
     expect(unauth.headers['content-type']).toMatch(/^application\/json/);
+  });
+});
+
+describe('SSE keep-alive between tokens', () => {
+  let quick: Harness;
+  beforeAll(async () => {
+    quick = await startHarness({ keepAliveMs: 60 });
+  });
+  afterAll(async () => quick.close());
+
+  it('sends keep-alive comments while the upstream is silent', async () => {
+    quick.upstream.queue.push({ chunks: ['a', 'b'], delayBetweenMs: 400 });
+    const res = await post('/v1/responses', { input: 'slow' }, quick.tenant.key, quick.origin);
+    expect(res.body).toContain('\n\n: keep-alive\n\n');
+    const events = res.body
+      .split('\n\n')
+      .filter((f) => f.startsWith('event: message'))
+      .map((f) => JSON.parse(f.slice('event: message\ndata: '.length)) as { type: string });
+    expect(events.at(-1)!.type).toBe('response.completed');
   });
 });
 
