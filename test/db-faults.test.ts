@@ -95,13 +95,54 @@ if (TEST_DATABASE_URL !== undefined) {
   let admin: pg.Client;
   const name = `eugpt-test-${randomUUID().slice(0, 8)}`;
 
+  /** The database's URL through the proxy, whose connections a test can cut or refuse. */
+  const viaProxy = () => {
+    const via = new URL(databaseUrl);
+    via.hostname = '127.0.0.1';
+    via.port = String(proxy.port);
+    return via.toString();
+  };
+
+  /**
+   * How many backends of `applicationName` wait for a lock on usage_totals. (Statistics views are read once per
+   * transaction unless the snapshot is cleared, and the admin session may be inside one.)
+   */
+  const lockWaiters = async (applicationName: string) => {
+    await admin.query('select pg_stat_clear_snapshot()');
+    const rows = await admin.query(
+      "select 1 from pg_locks l join pg_stat_activity a on a.pid = l.pid where l.relation = 'usage_totals'::regclass and not l.granted and a.application_name = $1",
+      [applicationName],
+    );
+    return rows.rowCount ?? 0;
+  };
+
+  /** Opens a stream whose answer waits for `release()`; `readUntil` reads it up to a text. */
+  const heldStream = async (on: Served, chunks: string[]) => {
+    let release!: () => void;
+    const hold = new Promise<void>((r) => (release = r));
+    upstream.queue.push({ chunks, hold });
+    const res = await fetch(`${on.origin}/v1/responses`, {
+      method: 'POST',
+      headers: { ...bearer(on.tenant.key), 'content-type': 'application/json' },
+      body: JSON.stringify({ input: 'hold on' }),
+    });
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    const stream = { text: '', release };
+    const readUntil = async (needle: string) => {
+      while (!stream.text.includes(needle)) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        stream.text += decoder.decode(value, { stream: true });
+      }
+    };
+    return Object.assign(stream, { readUntil });
+  };
+
   describe('PostgreSQL going away under load', () => {
     beforeAll(async () => {
       proxy = await startTcpProxy(target.hostname, Number(target.port || 5432));
-      const via = new URL(databaseUrl);
-      via.hostname = '127.0.0.1';
-      via.port = String(proxy.port);
-      const database = await openDatabase({ databaseUrl: via.toString(), applicationName: name, poolMax: 10, timeouts: { connectMs: 1_000 } });
+      const database = await openDatabase({ databaseUrl: viaProxy(), applicationName: name, poolMax: 10, timeouts: { connectMs: 1_000 } });
       await database.migrate();
       s = await serve(database, { EUGPT_STORE_WAIT_MS: '20000' });
       admin = new pg.Client({ connectionString: databaseUrl });
@@ -118,17 +159,8 @@ if (TEST_DATABASE_URL !== undefined) {
       await admin.query('begin');
       await admin.query('lock table usage_totals in share row exclusive mode');
       const inFlight = Array.from({ length: 40 }, () => ask(s));
-      // Wait until a write of the server is blocked on the table, inside its transaction. (Statistics views are
-      // read once per transaction unless the snapshot is cleared, and this session is inside one.)
-      const ours = async () => {
-        await admin.query('select pg_stat_clear_snapshot()');
-        const rows = await admin.query<{ pid: number }>(
-          "select l.pid from pg_locks l join pg_stat_activity a on a.pid = l.pid where l.relation = 'usage_totals'::regclass and not l.granted and a.application_name = $1",
-          [name],
-        );
-        return rows.rowCount ?? 0;
-      };
-      while ((await ours()) === 0) await new Promise((r) => setTimeout(r, 10));
+      // Wait until a write of the server is blocked on the table, inside its transaction.
+      while ((await lockWaiters(name)) === 0) await new Promise((r) => setTimeout(r, 10));
       await admin.query('select pg_stat_clear_snapshot()');
       await admin.query('select pg_terminate_backend(pid) from pg_stat_activity where application_name = $1', [name]);
       await admin.query('rollback');
@@ -183,34 +215,8 @@ if (TEST_DATABASE_URL !== undefined) {
 
     /** A server through the proxy whose clients wait `storeWaitMs` for their response's write. */
     const quickServer = async (applicationName: string, storeWaitMs: number) => {
-      const via = new URL(databaseUrl);
-      via.hostname = '127.0.0.1';
-      via.port = String(proxy.port);
-      const database = await openDatabase({ databaseUrl: via.toString(), applicationName, poolMax: 4, timeouts: { connectMs: 1_000 } });
+      const database = await openDatabase({ databaseUrl: viaProxy(), applicationName, poolMax: 4, timeouts: { connectMs: 1_000 } });
       return serve(database, { EUGPT_STORE_WAIT_MS: String(storeWaitMs) });
-    };
-
-    /** Opens a stream whose answer waits for `release()`; `readUntil` reads it up to a text. */
-    const heldStream = async (on: Served, chunks: string[]) => {
-      let release!: () => void;
-      const hold = new Promise<void>((r) => (release = r));
-      upstream.queue.push({ chunks, hold });
-      const res = await fetch(`${on.origin}/v1/responses`, {
-        method: 'POST',
-        headers: { ...bearer(on.tenant.key), 'content-type': 'application/json' },
-        body: JSON.stringify({ input: 'hold on' }),
-      });
-      const reader = res.body!.getReader();
-      const decoder = new TextDecoder();
-      const stream = { text: '', release };
-      const readUntil = async (needle: string) => {
-        while (!stream.text.includes(needle)) {
-          const { value, done } = await reader.read();
-          if (done) return;
-          stream.text += decoder.decode(value, { stream: true });
-        }
-      };
-      return Object.assign(stream, { readUntil });
     };
 
     it('tells a client storage_unavailable when the database stays away past the store wait, and stores its response once back', async () => {
@@ -249,15 +255,7 @@ if (TEST_DATABASE_URL !== undefined) {
         await admin.query('lock table usage_totals in share row exclusive mode');
         stream.release();
         // The server's write of the finished response waits on the table.
-        const blocked = async () => {
-          await admin.query('select pg_stat_clear_snapshot()');
-          const rows = await admin.query(
-            "select 1 from pg_locks l join pg_stat_activity a on a.pid = l.pid where l.relation = 'usage_totals'::regclass and not l.granted and a.application_name = $1",
-            [app],
-          );
-          return (rows.rowCount ?? 0) > 0;
-        };
-        while (!(await blocked())) await new Promise((r) => setTimeout(r, 10));
+        while ((await lockWaiters(app)) === 0) await new Promise((r) => setTimeout(r, 10));
         // Longer than the store wait, shorter than the bound for a slow write (6 times it).
         await new Promise((r) => setTimeout(r, 2 * storeWaitMs));
         await admin.query('rollback');
@@ -271,35 +269,18 @@ if (TEST_DATABASE_URL !== undefined) {
     });
 
     it('keeps a finished answer through an outage and stores it when the database is back', async () => {
-      let release!: () => void;
-      const hold = new Promise<void>((r) => (release = r));
-      upstream.queue.push({ chunks: ['kept ', 'through ', 'the outage'], hold });
-      const res = await fetch(`${s.origin}/v1/responses`, {
-        method: 'POST',
-        headers: { ...bearer(s.tenant.key), 'content-type': 'application/json' },
-        body: JSON.stringify({ input: 'survive this' }),
-      });
-      const reader = res.body!.getReader();
-      const decoder = new TextDecoder();
-      let text = '';
-      const readUntil = async (needle: string) => {
-        while (!text.includes(needle)) {
-          const { value, done } = await reader.read();
-          if (done) return;
-          text += decoder.decode(value, { stream: true });
-        }
-      };
+      const stream = await heldStream(s, ['kept ', 'through ', 'the outage']);
       // The first delta arrived, so admission was written; now the database goes away.
-      await readUntil('output_text.delta');
+      await stream.readUntil('output_text.delta');
       await proxy.refuse();
-      release();
+      stream.release();
       // The answer's last delta arrived: the response has ended and waits for its write. The database comes back.
-      await readUntil('"delta":"the outage"');
-      expect(text).not.toContain('response.completed');
+      await stream.readUntil('"delta":"the outage"');
+      expect(stream.text).not.toContain('response.completed');
       await proxy.accept();
-      await readUntil('"type":"response.completed"');
-      expect(text).toContain('"type":"response.completed"');
-      const id = /"response":\{"id":"([0-9a-f-]{36})"/.exec(text)![1]!;
+      await stream.readUntil('"type":"response.completed"');
+      expect(stream.text).toContain('"type":"response.completed"');
+      const id = /"response":\{"id":"([0-9a-f-]{36})"/.exec(stream.text)![1]!;
       const got = (await (await fetch(`${s.origin}/v1/responses/${id}`, { headers: bearer(s.tenant.key) })).json()) as { status: string; output_text: string };
       expect(got).toMatchObject({ status: 'completed', output_text: 'kept through the outage' });
     });
