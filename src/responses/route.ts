@@ -160,17 +160,23 @@ const SLOW_WRITE_FACTOR = 6;
  */
 async function within(promise: Promise<'stored' | 'bare'>, ms: number, failing: () => boolean): Promise<Stored> {
   const settled = promise.catch(() => 'failed' as const);
-  const step = Math.min(ms, 1_000);
+  const bound = SLOW_WRITE_FACTOR * ms;
+  let waited = 0;
+  for (let wait = ms; ; wait = Math.min(ms, 1_000, bound - waited)) {
+    const how = await settledWithin(settled, wait);
+    waited += wait;
+    if (how !== 'late' || failing() || waited >= bound) return how;
+  }
+}
+
+/** `promise`'s value, or `late` if it takes longer than `ms`. */
+async function settledWithin<T>(promise: Promise<T>, ms: number): Promise<T | 'late'> {
   let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => {
+    timer = setTimeout(() => resolve('late'), ms);
+  });
   try {
-    for (let waited = 0, next = ms; ; waited = next, next = Math.min(next + step, SLOW_WRITE_FACTOR * ms)) {
-      const late = new Promise<'late'>((resolve) => {
-        timer = setTimeout(() => resolve('late'), next - waited);
-      });
-      const how = await Promise.race([settled, late]);
-      clearTimeout(timer);
-      if (how !== 'late' || failing() || next >= SLOW_WRITE_FACTOR * ms) return how;
-    }
+    return await Promise.race([promise, late]);
   } finally {
     clearTimeout(timer);
   }
