@@ -95,7 +95,7 @@ export interface OpenOptions {
    * folder (PGlite's `dumpDataDir`), which takes a fraction of the time of
    * initialising a new one: the test suite opens one per test file this way.
    */
-  loadDataDir?: Blob;
+  loadDataDir?: Blob | undefined;
   poolMax?: number;
   /** Connections kept open while idle (at most poolMax); 0: every idle connection closes after 10 s. */
   poolMin?: number;

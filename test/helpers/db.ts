@@ -11,7 +11,10 @@ import { openDatabase, type Database } from '../../src/db/client.ts';
  */
 export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL || undefined;
 
-/** The dump of a migrated embedded database that the suite's setup made (setup/pglite-snapshot.ts), read once per process. */
+/**
+ * The dump of a migrated embedded database that the suite's setup made (setup/pglite-snapshot.ts), read once per
+ * process; none on PostgreSQL.
+ */
 let snapshot: Blob | undefined;
 const pgliteSnapshot = () => {
   const file = inject('pgliteSnapshot');
@@ -20,8 +23,7 @@ const pgliteSnapshot = () => {
 };
 
 export async function openTestDatabase(): Promise<Database> {
-  const loadDataDir = TEST_DATABASE_URL === undefined ? pgliteSnapshot() : undefined;
-  const database = await openDatabase({ databaseUrl: TEST_DATABASE_URL, dataDir: 'memory://', ...(loadDataDir === undefined ? {} : { loadDataDir }) });
+  const database = await openDatabase({ databaseUrl: TEST_DATABASE_URL, dataDir: 'memory://', loadDataDir: pgliteSnapshot() });
   // A copy of the snapshot is migrated already: this only checks it.
   await database.migrate();
   return database;
