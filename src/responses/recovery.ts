@@ -143,6 +143,8 @@ export class Recovery {
         await tx.execute(sql`
           select r.id from responses r
           where r.status = 'in_progress'
+            -- An instance is alive to itself: after a pause longer than staleMs it must not end its own streams.
+            and r.instance_id is distinct from ${this.instanceId}::uuid
             and not exists (
               select 1 from instances i
               where i.id = r.instance_id and i.heartbeat_at > now() - make_interval(secs => ${this.opts.staleMs / 1000}))
