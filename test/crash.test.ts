@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bearer } from './helpers/app.ts';
 import { adminPost, startChildServer, streamReader, type ChildServer } from './helpers/child-server.ts';
+import { createOwnDatabase, TEST_DATABASE_URL } from './helpers/db.ts';
 import { startFakeUpstream, type FakeUpstream } from './helpers/fake-openai.ts';
 import { writeConfig } from './helpers/harness.ts';
 
@@ -19,18 +20,24 @@ let upstream: FakeUpstream;
 let config: string;
 const fast = { EUGPT_HEARTBEAT_MS: '200', EUGPT_INSTANCE_STALE_MS: '1000', EUGPT_CHECKPOINT_MS: '100', FAKE_UPSTREAM_KEY: 'k' };
 const children: ChildServer[] = [];
+// On PostgreSQL the children get a database of their own: with these timings they would take any other file's
+// server, heartbeating every 5 s, for dead, and finalise its streams.
+let own: { url: string; drop: () => Promise<void> } | undefined;
 
 beforeAll(async () => {
   upstream = await startFakeUpstream({ chunks: Array.from({ length: 600 }, (_, i) => `w${i} `), delayBetweenMs: 20 });
   config = writeConfig(upstream.url);
+  if (TEST_DATABASE_URL !== undefined) own = await createOwnDatabase(TEST_DATABASE_URL);
 });
 afterAll(async () => {
   for (const c of children) c.process.kill('SIGKILL');
+  await Promise.all(children.map((c) => c.exited));
   await upstream.close();
+  await own?.drop();
 });
 
 async function start(dataDir: string, env: Record<string, string> = {}) {
-  const c = await startChildServer({ EUGPT_CONFIG: config, ...fast, ...env }, dataDir);
+  const c = await startChildServer({ EUGPT_CONFIG: config, ...fast, ...(own ? { DATABASE_URL: own.url } : {}), ...env }, dataDir);
   children.push(c);
   return c;
 }

@@ -41,16 +41,32 @@ export async function openSecondHandle(first: Database): Promise<{ database: Dat
 
 /**
  * A database of the test's own. Every server on a database sweeps its
- * background jobs (text extraction, indexing) and takes any row that is due,
- * as instances of one deployment do; a test whose outcome depends on which
- * server takes a job needs a database no other file's server uses. On
- * PostgreSQL a new database, dropped on close; on PGlite the usual one.
+ * background jobs (text extraction, indexing, recovery of responses left by
+ * dead instances) and takes any row that is due, as instances of one
+ * deployment do; a test whose outcome depends on which server takes a job, or
+ * whose servers sweep with shorter timings than the others', needs a database
+ * no other file's server uses. On PostgreSQL a new database, dropped on close;
+ * on PGlite the usual one.
  */
 export async function openOwnDatabase(): Promise<Database> {
   if (TEST_DATABASE_URL === undefined) return openTestDatabase();
+  const own = await createOwnDatabase(TEST_DATABASE_URL);
+  const database = await openDatabase({ databaseUrl: own.url });
+  await database.migrate();
+  const close = database.close.bind(database);
+  return Object.assign(database, {
+    async close() {
+      await close();
+      await own.drop();
+    },
+  });
+}
+
+/** A new, empty PostgreSQL database beside the one at `baseUrl`: its URL, and how to drop it. */
+export async function createOwnDatabase(baseUrl: string): Promise<{ url: string; drop: () => Promise<void> }> {
   const name = `eugpt_own_${randomUUID().replaceAll('-', '').slice(0, 16)}`;
   const admin = async (query: string) => {
-    const client = new pg.Client({ connectionString: TEST_DATABASE_URL });
+    const client = new pg.Client({ connectionString: baseUrl });
     await client.connect();
     try {
       await client.query(query);
@@ -59,15 +75,7 @@ export async function openOwnDatabase(): Promise<Database> {
     }
   };
   await admin(`create database ${name}`);
-  const url = new URL(TEST_DATABASE_URL);
+  const url = new URL(baseUrl);
   url.pathname = `/${name}`;
-  const database = await openDatabase({ databaseUrl: url.toString() });
-  await database.migrate();
-  const close = database.close.bind(database);
-  return Object.assign(database, {
-    async close() {
-      await close();
-      await admin(`drop database if exists ${name} with (force)`);
-    },
-  });
+  return { url: url.toString(), drop: () => admin(`drop database if exists ${name} with (force)`) };
 }
