@@ -246,7 +246,7 @@ if (TEST_DATABASE_URL !== undefined) {
 
     it('waits past the store wait for a write that is only slow on a working database', async () => {
       const app = `${name}-slow`;
-      const storeWaitMs = 250;
+      const storeWaitMs = 1_000;
       const quick = await quickServer(app, storeWaitMs);
       try {
         const stream = await heldStream(quick, ['slow ', 'but ', 'stored']);

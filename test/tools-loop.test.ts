@@ -71,7 +71,8 @@ beforeAll(async () => {
     tools: {
       max_steps: 4,
       web_search: { backend: 'searxng', base_url: webOrigin },
-      web_fetch: { timeout_ms: 500, allowed_private_hosts: ['pages.test'] },
+      // Long enough for a page on a busy machine; the hanging page still runs into it.
+      web_fetch: { timeout_ms: 3_000, allowed_private_hosts: ['pages.test'] },
     },
     lookup: async (host) => (host === 'pages.test' ? [{ address: '127.0.0.1', family: 4 }] : [{ address: '10.1.2.3', family: 4 }]),
   });
@@ -195,7 +196,7 @@ describe('a response that calls a server tool', () => {
     const body = res.json<{ status: string; output: Item[] }>();
     expect(body.status).toBe('completed');
     expect(body.output[0]!.status).toBe('failed');
-    expect(JSON.parse(body.output[0]!.output!).error).toMatch(/500 ms|took longer|timed out/);
+    expect(JSON.parse(body.output[0]!.output!).error).toMatch(/3000 ms|took longer|timed out/);
   });
 
   it('fetches an allowed page as markdown and blocks a redirect to the metadata address', async () => {
