@@ -2,10 +2,10 @@ import { randomUUID } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../src/db/client.ts';
-import { conversations, organizations, responses, users } from '../src/db/schema.ts';
-import { windowsAt } from '../src/limits/windows.ts';
+import { organizations, responses, users } from '../src/db/schema.ts';
 import { Recovery } from '../src/responses/recovery.ts';
 import { openOwnDatabase } from './helpers/db.ts';
+import { insertOrphan } from './helpers/orphan.ts';
 
 /**
  * The recovery sweep finalises responses of instances whose heartbeat is
@@ -26,30 +26,7 @@ beforeAll(async () => {
 afterAll(async () => database.close());
 
 /** An in_progress row of `instanceId`, which has no heartbeat row at all: stale to every sweep. */
-async function leftBy(instanceId: string): Promise<string> {
-  const id = randomUUID();
-  const conversationId = randomUUID();
-  const windows = windowsAt(Date.now());
-  await database.db.insert(conversations).values({ id: conversationId, ...owner, hidden: true });
-  await database.db.insert(responses).values({
-    id,
-    ...owner,
-    conversationId,
-    model: 'test-model',
-    status: 'in_progress',
-    instanceId,
-    createdAt: new Date(Date.now() - 10_000),
-    body: null,
-    pending: {
-      input: [],
-      promptTokens: 12,
-      reservationId: null,
-      windows: { day: { start: windows.day.start }, month: { start: windows.month.start } },
-      used: { inputTokens: 0, outputTokens: 3, inFlight: 12 },
-    },
-  });
-  return id;
-}
+const leftBy = async (instanceId: string) => (await insertOrphan(database.db, owner, { prompt: 12, output: 3 }, instanceId)).id;
 
 const statusOf = async (id: string) => (await database.db.select({ status: responses.status }).from(responses).where(eq(responses.id, id)))[0]!.status;
 

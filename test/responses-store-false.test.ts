@@ -3,11 +3,11 @@ import { and, eq, sql } from 'drizzle-orm';
 import OpenAI, { NotFoundError } from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { conversationItems, conversations, responses, usageTotals } from '../src/db/schema.ts';
-import { windowsAt } from '../src/limits/windows.ts';
 import { Recovery } from '../src/responses/recovery.ts';
 import { createTenant, type Tenant } from './helpers/app.ts';
 import { gate, resetUpstream, sentTranscript } from './helpers/clients.ts';
 import { eventually, startHarness, type Harness } from './helpers/harness.ts';
+import { insertOrphan } from './helpers/orphan.ts';
 
 /**
  * `store: false`: the client gets the whole answer, streamed or as JSON,
@@ -135,28 +135,7 @@ describe('store: false', () => {
   it('after a crash, is finalised with its usage and still no content', async () => {
     const { tenant } = await user();
     // The row a store: false admission writes, left by an instance that died (it has no heartbeat).
-    const id = randomUUID();
-    const conversationId = randomUUID();
-    const windows = windowsAt(Date.now());
-    await h.database.db.insert(conversations).values({ id: conversationId, userId: tenant.userId, organizationId: tenant.orgId, hidden: true });
-    await h.database.db.insert(responses).values({
-      id,
-      userId: tenant.userId,
-      organizationId: tenant.orgId,
-      conversationId,
-      model: 'test-model',
-      status: 'in_progress',
-      instanceId: randomUUID(),
-      createdAt: new Date(Date.now() - 10_000),
-      body: null,
-      pending: {
-        input: [],
-        promptTokens: 40,
-        reservationId: null,
-        windows: { day: { start: windows.day.start }, month: { start: windows.month.start } },
-        used: { inputTokens: 0, outputTokens: 7, inFlight: 40 },
-      },
-    });
+    const { id, conversationId } = await insertOrphan(h.database.db, { userId: tenant.userId, organizationId: tenant.orgId }, { prompt: 40, output: 7 });
     const sweeper = new Recovery(h.database.db, randomUUID(), { heartbeatMs: 1000, staleMs: 600_000, checkpointMs: 1000, onError: () => undefined, onRecovered: () => undefined });
     await eventually(async () => ((await sweeper.sweep()) > 0 || (await rowOf(id)).status !== 'in_progress' ? true : undefined));
     const row = await rowOf(id);
